@@ -1,0 +1,1 @@
+"""How things run on Ray: the `aigc-edge` CLI, local-or-cluster connection, job submission, MLflow defaults."""

@@ -1,0 +1,1 @@
+"""One module per `aigc-edge` subcommand; each is a thin shell over a library function."""

@@ -1,0 +1,100 @@
+"""What every vectorised scenario core provides, and the full-knowledge state heuristics read.
+
+A core steps B copies of one scenario at once as NumPy arrays. One step is one task decision
+in every copy. Cores do not reset finished copies by themselves: `step` reports `done`, and the
+caller (an adapter or the evaluator) decides when to call `reset(mask=...)`. That keeps the
+Gymnasium single env, the vector env (next-step autoreset, as RLlib expects) and the evaluator
+thin and exact.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from envs.actions import ActionEncoding
+from envs.observation import ObservationLayout
+
+
+@dataclass
+class StepResult:
+    reward: np.ndarray          # [B] float64
+    delay_s: np.ndarray         # [B] latency of the task just decided
+    quality: np.ndarray         # [B] accuracy_ratio of its result (NaN without a generator)
+    deadline_missed: np.ndarray  # [B] bool (always False without deadlines)
+    done: np.ndarray            # [B] bool: the copy finished its episode with this decision
+
+
+@dataclass
+class NetworkState:
+    """Full knowledge of B networks at the current decision, in the action encoding's target order.
+
+    Heuristic policies read this; learned policies read only the observation. The serving router
+    builds one from live node reports, so heuristics route live traffic the same way.
+    """
+    encoding: ActionEncoding
+    target_wait_s: np.ndarray            # [B, T] seconds of work already queued at each target
+    local_target: np.ndarray             # [B] the target that is 'local' for the current task
+    target_available: np.ndarray         # [B, T] bool
+    reward_fn: Callable[[], np.ndarray]  # -> [B, A] immediate reward of every action
+
+    def immediate_rewards(self) -> np.ndarray:
+        return self.reward_fn()
+
+
+class VectorCore(ABC):
+    """B copies of a scenario stepped together. Subclasses fix `layout` and `encoding`."""
+
+    scenario: str
+    layout: ObservationLayout
+    encoding: ActionEncoding
+    has_quality: bool = False
+    has_deadlines: bool = False
+
+    def __init__(self, num_envs: int, seed: int | None = None):
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        self.num_envs = num_envs
+        self.rng = np.random.default_rng(seed)
+        self.rows = np.arange(num_envs)
+
+    def seed(self, seed: int | None) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    @abstractmethod
+    def reset(self, mask: np.ndarray | None = None) -> None:
+        """Start a new episode in the copies where `mask` is True (all when None)."""
+
+    @abstractmethod
+    def step(self, actions: np.ndarray) -> StepResult:
+        """Decide the current task of every copy with `actions` [B]; move to the next task."""
+
+    @abstractmethod
+    def observe(self) -> np.ndarray:
+        """[B, layout.dim] float32 observation of the current task of every copy."""
+
+    @abstractmethod
+    def network_state(self) -> NetworkState:
+        ...
+
+    def context_key(self) -> np.ndarray:
+        """[B] int: an id of the decision context (LAD's historical-probability key)."""
+        return np.zeros(self.num_envs, dtype=np.int64)
+
+    @property
+    def num_context_keys(self) -> int:
+        return 1
+
+    def acting_agent(self) -> np.ndarray:
+        """[B] int: which agent decides the current task (multi-agent forms); 0 otherwise."""
+        return np.zeros(self.num_envs, dtype=np.int64)
+
+    @property
+    def num_agents(self) -> int:
+        return 1
+
+    def mean_episode_decisions(self) -> float:
+        """Expected decisions per episode: sizes buffers and progress bars."""
+        return 1.0

@@ -1,0 +1,281 @@
+"""The `dedgeai` scenario: the LAD-TS system model of Xu et al. (DEdgeAI), vectorised.
+
+B = 20 base stations with one edge server each. Every slot each BS receives U{1..50} tasks,
+decided in (slot, BS, position) order; the action is the edge server that runs the task:
+
+    D = [a != b] d / r_a + c q / f_a + o / r_a + (Q_a(t) + Qbef_a(t)) / f_a
+    Q_a(t+1) = max(Q_a(t) + Qbef_a(t) - f_a * slot, 0)
+
+Two modes:
+- `faithful`, what the public code does: the required steps q, the work per step c and the
+  result size o are drawn once (legacy NumPy seed 1) and indexed by the task's position in the
+  slot; Qbef is not observed; only the first `slots - 1` slots are decided (the code's loop is
+  `range(time_slots - 1)`).
+- `corrected`: q, c, o drawn per task; Qbef observed; every slot decided.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from envs.actions import ActionEncoding
+from envs.config import FloatRange, IntRange, StrictModel
+from envs.core import NetworkState, StepResult, VectorCore
+from envs.observation import ObservationLayout, ObsField
+
+
+class DedgeaiConfig(StrictModel):
+    scenario: Literal["dedgeai"] = "dedgeai"
+    mode: Literal["faithful", "corrected"] = "faithful"
+    form: Literal["shared", "multi-agent"] = Field(
+        "shared", description="shared: one policy, BS identity observed; multi-agent: one agent per BS")
+    n_bs: int = Field(20, ge=2, le=256, description="base stations, one edge server each")
+    slots: int = Field(60, ge=2, le=100_000, description="slots per episode")
+    slot_s: float = Field(1.0, gt=0.0, description="slot length, seconds")
+    max_tasks: int = Field(50, ge=1, le=1000, description="tasks per BS per slot ~ U{1..max_tasks}")
+    input_mbit: FloatRange = (2.0, 5.0)
+    steps: IntRange = (1, 14)
+    work_per_step_gcycles: FloatRange = (0.1024, 0.3072)
+    result_mbit: FloatRange = (0.6, 1.0)
+    capacity_gcycles: IntRange = (10, 50)
+    capacity_seed: int = Field(2, ge=0, description="legacy NumPy seed of the ES capacities")
+    capacities: list[float] | None = Field(None, description="explicit ES capacities (Gcycles/s)")
+    rate_mbit: IntRange = (400, 500)
+    rate_seed: int = Field(5, ge=0, description="legacy NumPy seed of the BS-to-BS rates")
+    position_seed: int = Field(1, ge=0, description="faithful mode: legacy seed of q, c, o per position")
+    episode_stream: Literal["public", "generator"] = Field(
+        "generator", description="public: draw episodes from one legacy NumPy stream in the public "
+        "code's order (unseeded = exactly its stream); generator: a batched NumPy Generator (fast)")
+
+    @model_validator(mode="after")
+    def _check(self) -> "DedgeaiConfig":
+        if self.steps[0] < 1:
+            raise ValueError(f"steps must be >= 1, got {list(self.steps)}")
+        if self.capacities is not None:
+            if len(self.capacities) != self.n_bs:
+                raise ValueError(f"capacities needs n_bs={self.n_bs} values, got {len(self.capacities)}")
+            if min(self.capacities) <= 0:
+                raise ValueError("capacities must all be > 0")
+        elif self.capacity_gcycles[0] <= 0:
+            raise ValueError(f"capacity_gcycles must be > 0, got {list(self.capacity_gcycles)}")
+        if self.rate_mbit[0] <= 0:
+            raise ValueError(f"rate_mbit must be > 0, got {list(self.rate_mbit)}")
+        return self
+
+    @property
+    def decided_slots(self) -> int:
+        return self.slots - 1 if self.mode == "faithful" else self.slots
+
+    def es_capacities(self) -> np.ndarray:
+        if self.capacities is not None:
+            return np.asarray(self.capacities, dtype=np.float64)
+        low, high = self.capacity_gcycles
+        return np.random.RandomState(self.capacity_seed).randint(low, high + 1, size=self.n_bs).astype(np.float64)
+
+    def bs_rates(self) -> np.ndarray:
+        low, high = self.rate_mbit
+        return np.random.RandomState(self.rate_seed).randint(low, high + 1, size=self.n_bs).astype(np.float64)
+
+    def position_tasks(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Faithful mode: (work per step, steps, result Mbit) per position, as the public code draws them."""
+        n = self.max_tasks
+        c = np.random.RandomState(self.position_seed).uniform(*self.work_per_step_gcycles, size=n)
+        q = np.random.RandomState(self.position_seed).randint(self.steps[0], self.steps[1] + 1, size=n)
+        o = np.random.RandomState(self.position_seed).uniform(*self.result_mbit, size=n)
+        return c, q.astype(np.float64), o
+
+
+def dedgeai_layout(config: DedgeaiConfig) -> ObservationLayout:
+    n = config.n_bs
+    fields = [ObsField("input_mbit", 1, 5.0, "input size d of the task"),
+              ObsField("work_gcycles", 1, 4.0, "total work c*q of the task"),
+              ObsField("queue_gcycles", n, 100.0, "Q_a(t): work queued at each ES at slot start")]
+    if config.mode == "corrected":
+        fields.append(ObsField("placed_gcycles", n, 100.0, "Qbef_a(t): work placed this slot"))
+    if config.form == "shared":
+        fields.append(ObsField("bs_onehot", n, 1.0, "the BS the task arrived at"))
+    return ObservationLayout("dedgeai", tuple(fields))
+
+
+class DedgeaiCore(VectorCore):
+    scenario = "dedgeai"
+
+    def __init__(self, config: DedgeaiConfig, num_envs: int = 1, seed: int | None = None):
+        super().__init__(num_envs, seed)
+        self.config = config
+        self.layout = dedgeai_layout(config)
+        self.encoding = ActionEncoding(tuple(f"es{a}" for a in range(config.n_bs)), ("full",))
+        self.capacity = config.es_capacities()
+        self.rate = config.bs_rates()
+        self.faithful = config.mode == "faithful"
+        if self.faithful:
+            c, q, o = config.position_tasks()
+            self.position_work = c * q
+            self.position_result = o
+        n_b, n_t, B = config.n_bs, config.max_tasks, num_envs
+        self.queue = np.zeros((B, n_b))
+        self.placed = np.zeros((B, n_b))
+        self.slot = np.zeros(B, dtype=np.int64)
+        self.bs = np.zeros(B, dtype=np.int64)
+        self.pos = np.zeros(B, dtype=np.int64)
+        self.counts = np.ones((B, n_b), dtype=np.int64)
+        self.input = np.zeros((B, n_b, n_t))
+        self.work = np.zeros((B, n_b, n_t))
+        self.result = np.zeros((B, n_b, n_t))
+        self._onehot = np.eye(n_b, dtype=np.float32)
+        if config.episode_stream == "public":
+            self._tape_counts = np.ones((B, config.slots, n_b), dtype=np.int64)
+            self._tape_input = np.zeros((B, config.slots, n_b, n_t))
+        self.seed(seed)
+        self.reset()
+
+    # ---- episode and slot bookkeeping ---------------------------------------------------------
+    def reset(self, mask: np.ndarray | None = None) -> None:
+        rows = self.rows if mask is None else self.rows[mask]
+        if rows.size == 0:
+            return
+        self.queue[rows] = 0.0
+        self.placed[rows] = 0.0
+        self.slot[rows] = 0
+        if self._public_stream is not None:
+            self._draw_public_episode(rows)
+        self._begin_slot(rows)
+
+    def seed(self, seed: int | None) -> None:
+        super().seed(seed)
+        self._public_stream = None
+        if self.config.episode_stream == "public":
+            self._public_stream = public_episode_stream(self.config, seed)
+
+    def _draw_public_episode(self, rows: np.ndarray) -> None:
+        for row in rows:
+            self._tape_counts[row], self._tape_input[row] = next(self._public_stream)
+
+    def _begin_slot(self, rows: np.ndarray) -> None:
+        cfg, k = self.config, rows.size
+        shape = (k, cfg.n_bs, cfg.max_tasks)
+        if self._public_stream is not None:
+            slot = self.slot[rows]
+            self.counts[rows] = self._tape_counts[rows, slot]
+            self.input[rows] = self._tape_input[rows, slot]
+        else:
+            self.counts[rows] = self.rng.integers(1, cfg.max_tasks + 1, size=(k, cfg.n_bs))
+            self.input[rows] = self.rng.uniform(*cfg.input_mbit, size=shape)
+        if not self.faithful:
+            c = self.rng.uniform(*cfg.work_per_step_gcycles, size=shape)
+            q = self.rng.integers(cfg.steps[0], cfg.steps[1] + 1, size=shape)
+            self.work[rows] = c * q
+            self.result[rows] = self.rng.uniform(*cfg.result_mbit, size=shape)
+        self.bs[rows] = 0
+        self.pos[rows] = 0
+
+    # ---- the current task ---------------------------------------------------------------------
+    def _task(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rows, bs, pos = self.rows, self.bs, self.pos
+        d = self.input[rows, bs, pos]
+        if self.faithful:
+            return d, self.position_work[pos], self.position_result[pos]
+        return d, self.work[rows, bs, pos], self.result[rows, bs, pos]
+
+    def _delay(self, target: np.ndarray, d: np.ndarray, work: np.ndarray, o: np.ndarray,
+               bs: np.ndarray, queue: np.ndarray, placed: np.ndarray) -> np.ndarray:
+        """The LAD-TS delay; `target` is [B] or [B, A] (then task arrays are [B, 1])."""
+        f, r = self.capacity[target], self.rate[target]
+        transfer = np.where(target != bs, d / r, 0.0)
+        return transfer + work / f + o / r + (queue + placed) / f
+
+    def observe(self) -> np.ndarray:
+        d, work, _ = self._task()
+        values = {"input_mbit": d, "work_gcycles": work, "queue_gcycles": self.queue}
+        if not self.faithful:
+            values["placed_gcycles"] = self.placed
+        if self.config.form == "shared":
+            values["bs_onehot"] = self._onehot[self.bs]
+        return self.layout.build(self.num_envs, **values)
+
+    def step(self, actions: np.ndarray) -> StepResult:
+        a = np.asarray(actions, dtype=np.int64)
+        rows = self.rows
+        d, work, o = self._task()
+        q_a, p_a = self.queue[rows, a], self.placed[rows, a]
+        delay = self._delay(a, d, work, o, self.bs, q_a, p_a)
+        self.placed[rows, a] = p_a + work
+        done = self._advance()
+        nan = np.full(self.num_envs, np.nan)
+        return StepResult(reward=-delay, delay_s=delay, quality=nan,
+                          deadline_missed=np.zeros(self.num_envs, dtype=bool), done=done)
+
+    def _advance(self) -> np.ndarray:
+        """Move every copy to its next task; close slots (queue update) and report finished episodes."""
+        self.pos += 1
+        bs_end = self.pos >= self.counts[self.rows, self.bs]
+        self.pos[bs_end] = 0
+        self.bs += bs_end
+        slot_end = self.bs >= self.config.n_bs
+        done = np.zeros(self.num_envs, dtype=bool)
+        if slot_end.any():
+            ended = self.rows[slot_end]
+            served = self.capacity * self.config.slot_s
+            self.queue[ended] = np.maximum(self.queue[ended] + self.placed[ended] - served, 0.0)
+            self.placed[ended] = 0.0
+            self.slot[ended] += 1
+            finished = self.slot[ended] >= self.config.decided_slots
+            done[ended[finished]] = True
+            self._begin_slot(ended[~finished])
+            # Finished copies keep a valid (unused) task pointer until they are reset.
+            self.bs[ended[finished]] = 0
+        return done
+
+    # ---- what heuristics and LAD read -----------------------------------------------------------
+    def network_state(self) -> NetworkState:
+        wait = (self.queue + self.placed) / self.capacity
+        n_b = self.config.n_bs
+
+        def rewards() -> np.ndarray:
+            d, work, o = (x[:, None] for x in self._task())
+            targets = np.arange(n_b)[None, :]
+            return -self._delay(targets, d, work, o, self.bs[:, None], self.queue, self.placed)
+
+        return NetworkState(self.encoding, wait, self.bs.copy(),
+                            np.ones((self.num_envs, n_b), dtype=bool), rewards)
+
+    def context_key(self) -> np.ndarray:
+        cfg = self.config
+        return (self.slot * cfg.n_bs + self.bs) * cfg.max_tasks + self.pos
+
+    @property
+    def num_context_keys(self) -> int:
+        return self.config.slots * self.config.n_bs * self.config.max_tasks
+
+    def acting_agent(self) -> np.ndarray:
+        return self.bs.copy()
+
+    @property
+    def num_agents(self) -> int:
+        return self.config.n_bs
+
+    def mean_episode_decisions(self) -> float:
+        return self.config.decided_slots * self.config.n_bs * (1 + self.config.max_tasks) / 2
+
+
+def public_episode_stream(config: DedgeaiConfig, seed: int | None):
+    """Episodes (counts [T, n_bs], input Mbit [T, n_bs, max_tasks]) in the public code's draw order.
+
+    Unseeded, the stream is the global NumPy state the public code is left with when its main loop
+    starts (legacy seed 1, then the 50 result sizes drawn), so its episodes are reproduced exactly.
+    """
+    if seed is None:
+        rs = np.random.RandomState(config.position_seed)
+        rs.uniform(*config.result_mbit, size=config.max_tasks)
+    else:
+        rs = np.random.RandomState(seed)
+    while True:
+        counts = np.empty((config.slots, config.n_bs), dtype=np.int64)
+        inputs = np.zeros((config.slots, config.n_bs, config.max_tasks))
+        for t in range(config.slots):
+            counts[t] = rs.randint(1, config.max_tasks + 1, size=config.n_bs)
+            for b in range(config.n_bs):
+                inputs[t, b, :counts[t, b]] = rs.uniform(*config.input_mbit, size=counts[t, b])
+        yield counts, inputs

@@ -1,0 +1,64 @@
+"""The observation layout: named fields in a fixed order, with a version number.
+
+The simulator and the serving router both build observations with `ObservationLayout.build`,
+so a policy trained in simulation reads live state the same way. Raw values are stored (seconds,
+Mbit, Gcycles); `scale` is the typical magnitude of each field, which learned policies divide by.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+LAYOUT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ObsField:
+    name: str
+    size: int
+    scale: float
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class ObservationLayout:
+    scenario: str
+    fields: tuple[ObsField, ...]
+    version: int = LAYOUT_VERSION
+
+    @property
+    def dim(self) -> int:
+        return sum(f.size for f in self.fields)
+
+    def offsets(self) -> dict[str, slice]:
+        out, start = {}, 0
+        for f in self.fields:
+            out[f.name] = slice(start, start + f.size)
+            start += f.size
+        return out
+
+    def field(self, obs: np.ndarray, name: str) -> np.ndarray:
+        """The columns of one named field of a batch of observations [B, dim]."""
+        return obs[..., self.offsets()[name]]
+
+    def scales(self) -> np.ndarray:
+        return np.concatenate([np.full(f.size, f.scale, dtype=np.float32) for f in self.fields])
+
+    def build(self, batch: int, **values: np.ndarray) -> np.ndarray:
+        """Assemble [batch, dim] float32 from one array per field ([batch] or [batch, size])."""
+        missing = [f.name for f in self.fields if f.name not in values]
+        extra = sorted(set(values) - {f.name for f in self.fields})
+        if missing or extra:
+            raise ValueError(f"{self.scenario} observation: missing fields {missing}, unknown {extra}")
+        out = np.empty((batch, self.dim), dtype=np.float32)
+        start = 0
+        for f in self.fields:
+            out[:, start:start + f.size] = np.asarray(values[f.name]).reshape(batch, f.size)
+            start += f.size
+        return out
+
+    def to_json(self) -> dict:
+        return {"scenario": self.scenario, "version": self.version, "dim": self.dim,
+                "fields": [{"name": f.name, "size": f.size, "scale": f.scale, "doc": f.doc}
+                           for f in self.fields]}
