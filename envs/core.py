@@ -57,19 +57,46 @@ class VectorCore(ABC):
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         self.num_envs = num_envs
-        self.rng = np.random.default_rng(seed)
+        self.rng = np.random.default_rng(0 if seed is None else seed)
         self.rows = np.arange(num_envs)
+        # Shared read-only results for scenarios without quality or deadlines (saves two allocations a step).
+        self._no_quality = np.full(num_envs, np.nan)
+        self._never_missed = np.zeros(num_envs, dtype=bool)
+        self._no_quality.flags.writeable = False
+        self._never_missed.flags.writeable = False
 
     def seed(self, seed: int | None) -> None:
-        self.rng = np.random.default_rng(seed)
+        """Same seed, same run; None means the scenario's default stream (seed 0 unless it says otherwise)."""
+        self.rng = np.random.default_rng(0 if seed is None else seed)
 
     @abstractmethod
     def reset(self, mask: np.ndarray | None = None) -> None:
         """Start a new episode in the copies where `mask` is True (all when None)."""
 
     @abstractmethod
-    def step(self, actions: np.ndarray) -> StepResult:
-        """Decide the current task of every copy with `actions` [B]; move to the next task."""
+    def step(self, actions: np.ndarray, active: np.ndarray | None = None) -> StepResult:
+        """Decide the current task of every copy (or of the `active` ones) with `actions` [B].
+
+        Inactive copies are left exactly as they are; their entries in the result are reward 0,
+        delay NaN, not done.
+        """
+
+    def _result(self, rows: np.ndarray, reward: np.ndarray, delay_s: np.ndarray, done: np.ndarray,
+                quality: np.ndarray | None = None, missed: np.ndarray | None = None) -> StepResult:
+        """Scatter the per-row outcomes of `rows` into full [B] arrays."""
+        n = self.num_envs
+        if rows.size == n:
+            return StepResult(reward, delay_s, self._no_quality if quality is None else quality,
+                              self._never_missed if missed is None else missed, done)
+        if quality is None:
+            quality = np.full(rows.size, np.nan)
+        if missed is None:
+            missed = np.zeros(rows.size, dtype=bool)
+        out = StepResult(np.zeros(n), np.full(n, np.nan), np.full(n, np.nan),
+                         np.zeros(n, dtype=bool), np.zeros(n, dtype=bool))
+        out.reward[rows], out.delay_s[rows], out.quality[rows] = reward, delay_s, quality
+        out.deadline_missed[rows], out.done[rows] = missed, done
+        return out
 
     @abstractmethod
     def observe(self) -> np.ndarray:

@@ -172,8 +172,8 @@ class DedgeaiCore(VectorCore):
         self.pos[rows] = 0
 
     # ---- the current task ---------------------------------------------------------------------
-    def _task(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        rows, bs, pos = self.rows, self.bs, self.pos
+    def _task(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        bs, pos = self.bs[rows], self.pos[rows]
         d = self.input[rows, bs, pos]
         if self.faithful:
             return d, self.position_work[pos], self.position_result[pos]
@@ -183,11 +183,11 @@ class DedgeaiCore(VectorCore):
                bs: np.ndarray, queue: np.ndarray, placed: np.ndarray) -> np.ndarray:
         """The LAD-TS delay; `target` is [B] or [B, A] (then task arrays are [B, 1])."""
         f, r = self.capacity[target], self.rate[target]
-        transfer = np.where(target != bs, d / r, 0.0)
-        return transfer + work / f + o / r + (queue + placed) / f
+        transfer = (target != bs) * (d / r)
+        return transfer + (work + queue + placed) / f + o / r
 
     def observe(self) -> np.ndarray:
-        d, work, _ = self._task()
+        d, work, _ = self._task(self.rows)
         values = {"input_mbit": d, "work_gcycles": work, "queue_gcycles": self.queue}
         if not self.faithful:
             values["placed_gcycles"] = self.placed
@@ -195,34 +195,34 @@ class DedgeaiCore(VectorCore):
             values["bs_onehot"] = self._onehot[self.bs]
         return self.layout.build(self.num_envs, **values)
 
-    def step(self, actions: np.ndarray) -> StepResult:
-        a = np.asarray(actions, dtype=np.int64)
-        rows = self.rows
-        d, work, o = self._task()
+    def step(self, actions: np.ndarray, active: np.ndarray | None = None) -> StepResult:
+        rows = self.rows if active is None else self.rows[active]
+        a = np.asarray(actions, dtype=np.int64)[rows]
+        d, work, o = self._task(rows)
         q_a, p_a = self.queue[rows, a], self.placed[rows, a]
-        delay = self._delay(a, d, work, o, self.bs, q_a, p_a)
+        delay = self._delay(a, d, work, o, self.bs[rows], q_a, p_a)
         self.placed[rows, a] = p_a + work
-        done = self._advance()
-        nan = np.full(self.num_envs, np.nan)
-        return StepResult(reward=-delay, delay_s=delay, quality=nan,
-                          deadline_missed=np.zeros(self.num_envs, dtype=bool), done=done)
+        done = self._advance(rows)
+        return self._result(rows, reward=-delay, delay_s=delay, done=done)
 
-    def _advance(self) -> np.ndarray:
-        """Move every copy to its next task; close slots (queue update) and report finished episodes."""
-        self.pos += 1
-        bs_end = self.pos >= self.counts[self.rows, self.bs]
-        self.pos[bs_end] = 0
-        self.bs += bs_end
-        slot_end = self.bs >= self.config.n_bs
-        done = np.zeros(self.num_envs, dtype=bool)
+    def _advance(self, rows: np.ndarray) -> np.ndarray:
+        """Move `rows` to their next task; close slots (queue update); return [len(rows)] finished flags."""
+        pos = self.pos[rows] + 1
+        bs = self.bs[rows]
+        bs_end = pos >= self.counts[rows, bs]
+        pos[bs_end] = 0
+        bs += bs_end
+        self.pos[rows], self.bs[rows] = pos, bs
+        slot_end = bs >= self.config.n_bs
+        done = np.zeros(rows.size, dtype=bool)
         if slot_end.any():
-            ended = self.rows[slot_end]
+            ended = rows[slot_end]
             served = self.capacity * self.config.slot_s
             self.queue[ended] = np.maximum(self.queue[ended] + self.placed[ended] - served, 0.0)
             self.placed[ended] = 0.0
             self.slot[ended] += 1
             finished = self.slot[ended] >= self.config.decided_slots
-            done[ended[finished]] = True
+            done[np.flatnonzero(slot_end)[finished]] = True
             self._begin_slot(ended[~finished])
             # Finished copies keep a valid (unused) task pointer until they are reset.
             self.bs[ended[finished]] = 0
@@ -234,7 +234,7 @@ class DedgeaiCore(VectorCore):
         n_b = self.config.n_bs
 
         def rewards() -> np.ndarray:
-            d, work, o = (x[:, None] for x in self._task())
+            d, work, o = (x[:, None] for x in self._task(self.rows))
             targets = np.arange(n_b)[None, :]
             return -self._delay(targets, d, work, o, self.bs[:, None], self.queue, self.placed)
 
@@ -247,7 +247,8 @@ class DedgeaiCore(VectorCore):
 
     @property
     def num_context_keys(self) -> int:
-        return self.config.slots * self.config.n_bs * self.config.max_tasks
+        # slots + 1: a finished copy points one slot past the end until it is reset.
+        return (self.config.slots + 1) * self.config.n_bs * self.config.max_tasks
 
     def acting_agent(self) -> np.ndarray:
         return self.bs.copy()
@@ -263,14 +264,12 @@ class DedgeaiCore(VectorCore):
 def public_episode_stream(config: DedgeaiConfig, seed: int | None):
     """Episodes (counts [T, n_bs], input Mbit [T, n_bs, max_tasks]) in the public code's draw order.
 
-    Unseeded, the stream is the global NumPy state the public code is left with when its main loop
-    starts (legacy seed 1, then the 50 result sizes drawn), so its episodes are reproduced exactly.
+    The public code's main loop starts from the global NumPy state its environment leaves behind:
+    legacy seed 1 (`position_seed`), then the 50 result sizes drawn. Unseeded, that is the stream,
+    so its episodes are reproduced exactly; a seed s replaces the 1.
     """
-    if seed is None:
-        rs = np.random.RandomState(config.position_seed)
-        rs.uniform(*config.result_mbit, size=config.max_tasks)
-    else:
-        rs = np.random.RandomState(seed)
+    rs = np.random.RandomState(config.position_seed if seed is None else seed)
+    rs.uniform(*config.result_mbit, size=config.max_tasks)
     while True:
         counts = np.empty((config.slots, config.n_bs), dtype=np.int64)
         inputs = np.zeros((config.slots, config.n_bs, config.max_tasks))

@@ -7,6 +7,7 @@ Mbit, Gcycles); `scale` is the typical magnitude of each field, which learned po
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -31,12 +32,16 @@ class ObservationLayout:
     def dim(self) -> int:
         return sum(f.size for f in self.fields)
 
-    def offsets(self) -> dict[str, slice]:
-        out, start = {}, 0
+    @cached_property
+    def _slices(self) -> tuple[tuple[str, int, slice], ...]:
+        out, start = [], 0
         for f in self.fields:
-            out[f.name] = slice(start, start + f.size)
+            out.append((f.name, f.size, slice(start, start + f.size)))
             start += f.size
-        return out
+        return tuple(out)
+
+    def offsets(self) -> dict[str, slice]:
+        return {name: where for name, _, where in self._slices}
 
     def field(self, obs: np.ndarray, name: str) -> np.ndarray:
         """The columns of one named field of a batch of observations [B, dim]."""
@@ -47,15 +52,14 @@ class ObservationLayout:
 
     def build(self, batch: int, **values: np.ndarray) -> np.ndarray:
         """Assemble [batch, dim] float32 from one array per field ([batch] or [batch, size])."""
-        missing = [f.name for f in self.fields if f.name not in values]
-        extra = sorted(set(values) - {f.name for f in self.fields})
-        if missing or extra:
+        if len(values) != len(self.fields) or any(name not in values for name, _, _ in self._slices):
+            missing = [f.name for f in self.fields if f.name not in values]
+            extra = sorted(set(values) - {f.name for f in self.fields})
             raise ValueError(f"{self.scenario} observation: missing fields {missing}, unknown {extra}")
         out = np.empty((batch, self.dim), dtype=np.float32)
-        start = 0
-        for f in self.fields:
-            out[:, start:start + f.size] = np.asarray(values[f.name]).reshape(batch, f.size)
-            start += f.size
+        for name, size, where in self._slices:
+            value = values[name]
+            out[:, where] = value.reshape(batch, size) if size > 1 else np.reshape(value, (batch, 1))
         return out
 
     def to_json(self) -> dict:
