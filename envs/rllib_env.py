@@ -75,6 +75,8 @@ class TurnBasedEdgeEnv(MultiAgentEnv):
         result = self.core.step(self._action)
         done = bool(result.done[0])
         agent, obs = self._current()
+        if done:  # every agent gets a last observation to bootstrap from
+            obs = {a: obs[agent] for a in self.agents}
         rewards = {acting: float(result.reward[0])}
         infos = {agent: {"context_key": int(self.core.context_key()[0])}}
         return obs, rewards, {"__all__": False}, {"__all__": done}, infos

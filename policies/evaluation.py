@@ -13,11 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
+from envs.config import ConfigError
 from envs.scenarios import ScenarioConfig, make_core, scenario_name
 from policies.base import Policy
-from policies.heuristics import is_heuristic, make_heuristic
+from policies.heuristics import HEURISTICS, is_heuristic, make_heuristic
 
 MAX_PARALLEL_EPISODES = 32
+MLFLOW_URI_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
 
 
 @dataclass
@@ -34,6 +36,9 @@ def resolve_policy(spec: str, config: ScenarioConfig, seed: int | None = None) -
     if is_heuristic(spec):
         core = make_core(config, num_envs=1)
         return make_heuristic(spec, core.encoding, seed)
+    if not (spec.startswith(MLFLOW_URI_SCHEMES) or Path(spec).exists()):
+        raise ConfigError(f"policy {spec!r} is not a heuristic ({', '.join(HEURISTICS)}), "
+                          "an existing checkpoint folder, or an MLflow URI (models:/..., runs:/...)")
     from policies.artifact import load_policy  # trained agents need torch; heuristics do not
 
     return load_policy(spec, config)

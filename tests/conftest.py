@@ -1,0 +1,28 @@
+"""Shared fixtures: a temporary run-state home for every test, and a small ExitProfile fixture."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+# A profile fixture with made-up figures for tests only; the shipped default is measured.
+FIXTURE_PROFILE = FIXTURES / "profile.json"
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path_factory, monkeypatch):
+    """Every test writes run state (MLflow store, checkpoints) under its own temporary folder."""
+    home = tmp_path_factory.mktemp("aigc-edge-home")
+    monkeypatch.setenv("AIGC_EDGE_HOME", str(home))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return home
+
+
+@pytest.fixture
+def profile_override() -> list[str]:
+    return [f"profile={FIXTURE_PROFILE}"]

@@ -1,0 +1,68 @@
+"""Heuristics: each does what its name says, on states built by hand."""
+import numpy as np
+import pytest
+
+from envs.actions import ActionEncoding
+from envs.config import ConfigError
+from envs.core import NetworkState
+from policies.base import Policy
+from policies.heuristics import HEURISTICS, make_heuristic
+
+ENCODING = ActionEncoding(("local", "edge0", "edge1"), ("exit1", "full"))
+
+
+def state(wait, available=None, rewards=None, local=(0, 0)):
+    wait = np.array(wait, dtype=float)
+    available = np.ones_like(wait, dtype=bool) if available is None else np.array(available)
+    rewards = np.zeros((len(wait), ENCODING.n)) if rewards is None else np.array(rewards, dtype=float)
+    return NetworkState(ENCODING, wait, np.array(local), available, lambda: rewards)
+
+
+def test_action_encoding_round_trip():
+    index = ENCODING.encode(np.array([0, 2]), np.array([1, 0]))
+    assert index.tolist() == [1, 4]
+    assert [x.tolist() for x in ENCODING.decode(index)] == [[0, 2], [1, 0]]
+    assert ENCODING.describe(5) == "edge1/full"
+    with pytest.raises(ValueError, match="allowed 0..5"):
+        ENCODING.check(np.array([6]))
+
+
+def test_every_heuristic_is_a_policy():
+    for name in HEURISTICS[:-1] + ("fixed-exit:exit1",):
+        assert isinstance(make_heuristic(name, ENCODING), Policy)
+
+
+def test_greedy_and_fixed_exit_pick_best_immediate_reward():
+    rewards = [[0, 1, 5, 2, 0, 3], [9, 0, 0, 0, 0, 8]]
+    s = state([[0, 0, 0]] * 2, rewards=rewards)
+    assert make_heuristic("greedy", ENCODING).decide(np.zeros((2, 1)), s).tolist() == [2, 0]
+    assert make_heuristic("fixed-exit:full", ENCODING).decide(np.zeros((2, 1)), s).tolist() == [5, 5]
+
+
+def test_least_loaded_skips_unavailable_targets():
+    s = state([[3.0, 0.5, 0.1]], available=[[True, True, False]])
+    target, plan = ENCODING.decode(make_heuristic("least-loaded", ENCODING).decide(np.zeros((1, 1)), s))
+    assert target.tolist() == [1] and plan.tolist() == [ENCODING.plans.index("full")]
+
+
+def test_round_robin_cycles_and_local_stays_home():
+    rr = make_heuristic("round-robin", ENCODING)
+    targets = [ENCODING.decode(rr.decide(np.zeros((1, 1))))[0][0] for _ in range(4)]
+    assert targets == [0, 1, 2, 0]
+    local = make_heuristic("local", ENCODING).decide(np.zeros((2, 1)), state([[0] * 3] * 2, local=(2, 1)))
+    assert ENCODING.decode(local)[0].tolist() == [2, 1]
+
+
+def test_random_is_seeded_and_covers_actions():
+    a = make_heuristic("random", ENCODING, seed=3).decide(np.zeros((500, 1)))
+    b = make_heuristic("random", ENCODING, seed=3).decide(np.zeros((500, 1)))
+    assert a.tolist() == b.tolist() and set(a.tolist()) == set(range(ENCODING.n))
+
+
+def test_bad_names_are_refused_with_the_choices():
+    with pytest.raises(ConfigError, match="known: greedy"):
+        make_heuristic("fastest", ENCODING)
+    with pytest.raises(ConfigError, match="plans: \\['exit1', 'full'\\]"):
+        make_heuristic("fixed-exit:exit9", ENCODING)
+    with pytest.raises(ValueError, match="full network state"):
+        make_heuristic("greedy", ENCODING).decide(np.zeros((1, 1)))
