@@ -110,6 +110,7 @@ class DeviceSlotCore(VectorCore):
         self.device_backlog = np.zeros((B, D))
         self.loss_db = np.zeros((B, D))
         self.fading = np.zeros((B, D), dtype=np.complex128)
+        self.full_rate = np.zeros((B, D))  # each device's uplink rate with the whole band, this slot
 
     # ---- what subclasses provide ----------------------------------------------------------------
     @abstractmethod
@@ -152,6 +153,7 @@ class DeviceSlotCore(VectorCore):
         self.device_backlog[rows] = 0.0
         self.loss_db[rows] = path_loss_db(self.rng.uniform(*cfg.radio.distance_km, size=(k, cfg.n_devices)))
         self.fading[rows] = rayleigh_init(self.rng, (k, cfg.n_devices))
+        self._refresh_rates(rows)
         self.slot[rows] = 0
         self._reset_network(rows)
         self._begin_slot(rows)
@@ -190,6 +192,7 @@ class DeviceSlotCore(VectorCore):
         self.device_backlog[rows] = np.maximum(
             self.device_backlog[rows] - self.device_f[rows] * cfg.slot_s, 0.0)
         self.fading[rows] = rayleigh_evolve(self.rng, self.fading[rows], cfg.radio.fading_correlation)
+        self._refresh_rates(rows)
         self._end_slot_network(rows)
         self.slot[rows] += 1
         return self.slot[rows] >= cfg.slots
@@ -200,8 +203,16 @@ class DeviceSlotCore(VectorCore):
         task["device"] = self.task_device[r, p]
         return task
 
+    def _refresh_rates(self, rows: np.ndarray) -> None:
+        """Channels change once a slot: compute every device's full-band rate then, not per task."""
+        radio = self.config.radio
+        self.full_rate[rows] = shannon_rate_mbit(radio.bandwidth_mhz * 1e6, radio.tx_power_w,
+                                                 self.loss_db[rows], self.fading[rows], radio.noise_dbm_per_hz)
+
     def uplink_rate_mbit(self, r: np.ndarray, device: np.ndarray,
                          bandwidth_share: np.ndarray | float = 1.0) -> np.ndarray:
+        if np.isscalar(bandwidth_share) and bandwidth_share == 1.0:
+            return self.full_rate[r, device]
         radio = self.config.radio
         bandwidth = radio.bandwidth_mhz * 1e6 * bandwidth_share
         return shannon_rate_mbit(bandwidth, radio.tx_power_w, self.loss_db[r, device],
