@@ -1,0 +1,508 @@
+"""D2SAC and LAD as RLlib algorithms, and the RLlib PPO/DQN/SAC baselines: registered by name.
+
+The schedule lives here (CleanRL order: act, step, store, update, log), split RLlib's way:
+
+- `EdgeDecisionRunner` (an RLlib `EnvRunner`): steps the scenario's vectorised NumPy core
+  (B copies at once) with the module's exploration forward pass; writes LAD's historical action
+  probability store after every decision; returns flat transitions (obs, action, reward,
+  next_obs, done, agent, prior, next_prior) instead of Episode objects. In a multi-agent form
+  a transition links an agent's decision to that same agent's next decision (each base station
+  is its own independent learner, as in LAD-TS). Scales with `num_env_runners` (each runner its
+  own copies and its own LAD store) and `num_envs_per_env_runner`.
+- `TransitionReplay`: per-agent circular NumPy buffers (no Episode objects, no connectors).
+- `DiffusionSAC.training_step`: sample, store, then ONE `learner_group.update` call per
+  iteration carrying k minibatches (k = decisions sampled / `decisions_per_update`), so RLlib's
+  per-call overhead is paid once per iteration instead of once per SGD step.
+
+Names: `d2sac` (chain from N(0, I)), `lad` (chain from the historical probability), `sac-mlp`
+(the same discrete SAC with an MLP actor: the ablation that isolates the diffusion actor), and
+RLlib's own `ppo`, `dqn`, `sac` (MLP models, RLlib's stock pipelines on the gymnasium vector env).
+"""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from ray.rllib.algorithms.algorithm import Algorithm
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+from ray.rllib.core import COMPONENT_RL_MODULE, DEFAULT_MODULE_ID
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+from ray.rllib.env.env_runner import EnvRunner
+from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
+from ray.rllib.utils.checkpoints import Checkpointable
+from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME, WEIGHTS_SEQ_NO
+
+from policies.learners import DiffusionSACLearner
+from policies.rllib_modules import AGENT, NEXT_PRIOR, PRIOR, DiffusionSACModule
+
+INPUT_ENV_SPACES = "__env__"
+INPUT_ENV_SINGLE_SPACES = "__env_single__"
+
+
+# ---- scenarios ---------------------------------------------------------------------------------
+def scenario_config(scenario: str, overrides: list[str] | tuple[str, ...] = ()):
+    """The validated scenario config (the lead's `envs.scenarios`; dedgeai directly until it lands)."""
+    try:
+        from envs.scenarios import load_scenario
+    except ImportError:
+        load_scenario = None
+    if load_scenario is not None:
+        return load_scenario(scenario, tuple(overrides))
+    if scenario != "dedgeai":
+        raise ValueError(f"scenario {scenario!r} needs envs.scenarios, which is not there yet")
+    from envs.config import apply_overrides, validate
+    from envs.dedgeai import DedgeaiConfig
+    return validate(DedgeaiConfig, apply_overrides({}, overrides), source="dedgeai")
+
+
+def build_core(config, num_envs: int, seed: int | None):
+    try:
+        from envs.scenarios import make_core
+    except ImportError:
+        make_core = None
+    if make_core is not None:
+        return make_core(config, num_envs, seed)
+    from envs.dedgeai import DedgeaiCore
+    return DedgeaiCore(config, num_envs, seed)
+
+
+def uses_agents(config) -> bool:
+    """Whether the scenario runs one independent agent per base station (the faithful form)."""
+    return getattr(config, "form", "shared") == "multi-agent"
+
+
+# ---- the env runner ----------------------------------------------------------------------------
+class EdgeDecisionRunner(EnvRunner, Checkpointable):
+    """Samples transitions from B copies of the vectorised core with the module's exploration pass."""
+
+    def __init__(self, *, config: AlgorithmConfig, **kwargs):
+        super().__init__(config=config, **kwargs)
+        env_config = dict(self.config.env_config)
+        self.scenario = scenario_config(env_config["scenario"], env_config.get("overrides", ()))
+        seed = env_config.get("seed")
+        index = self.worker_index or 0
+        seed = None if seed is None else int(seed) + 7919 * index
+        torch.manual_seed(0 if seed is None else seed)
+        self.core = build_core(self.scenario, self.config.num_envs_per_env_runner, seed)
+        self.rng = np.random.default_rng(seed)
+        self.n_agents = self.core.num_agents if uses_agents(self.scenario) else 1
+        self.obs_space = gym.spaces.Box(-np.inf, np.inf, (self.core.layout.dim,), np.float32)
+        self.act_space = gym.spaces.Discrete(self.core.encoding.n)
+        self.module = self.config.get_rl_module_spec(spaces=self.get_spaces(), inference_only=True).build()
+        self.lad = self.module.cfg["start"] == "prior"
+        A, B, E, d = self.act_space.n, self.core.num_envs, self.n_agents, self.core.layout.dim
+        # LAD's historical action probability per decision context, persisted across episodes.
+        self.store = np.full((self.core.num_context_keys if self.lad else 1, A), 1.0 / A, np.float32)
+        # The open transition of every (copy, agent): closed by that agent's next decision.
+        self.p_obs = np.zeros((B, E, d), np.float32)
+        self.p_act = np.zeros((B, E), np.int64)
+        self.p_rew = np.zeros((B, E), np.float32)
+        self.p_prior = np.zeros((B, E, A), np.float32)
+        self.p_open = np.zeros((B, E), bool)
+        self.ep_delay = np.zeros(B)
+        self.ep_reward = np.zeros(B)
+        self.ep_len = np.zeros(B, np.int64)
+        self.finished: list[dict] = []          # completed episodes since the last get_metrics
+        self._weights_seq_no = 0
+        self.core.reset()
+
+    # -- RLlib plumbing ---------------------------------------------------------------------------
+    def assert_healthy(self):
+        assert self.core is not None and self.module is not None
+
+    def get_spaces(self):
+        return {INPUT_ENV_SPACES: (self.obs_space, self.act_space),
+                INPUT_ENV_SINGLE_SPACES: (self.obs_space, self.act_space),
+                DEFAULT_MODULE_ID: (self.obs_space, self.act_space)}
+
+    def get_metrics(self) -> list[dict]:
+        out, self.finished = self.finished, []
+        return out
+
+    def get_state(self, components=None, *, not_components=None, **kwargs):
+        state = {NUM_ENV_STEPS_SAMPLED_LIFETIME: self.num_env_steps_sampled_lifetime,
+                 "lad_store": self.store}
+        if self._check_component(COMPONENT_RL_MODULE, components, not_components):
+            state[COMPONENT_RL_MODULE] = self.module.get_state()
+            state[WEIGHTS_SEQ_NO] = self._weights_seq_no
+        return state
+
+    def set_state(self, state):
+        if COMPONENT_RL_MODULE in state:
+            seq = state.get(WEIGHTS_SEQ_NO, 0)
+            if seq == 0 or self._weights_seq_no < seq:
+                module_state = state[COMPONENT_RL_MODULE]
+                if isinstance(module_state, dict) and DEFAULT_MODULE_ID in module_state:
+                    module_state = module_state[DEFAULT_MODULE_ID]
+                self.module.set_state(module_state)
+            if seq > 0:
+                self._weights_seq_no = seq
+        if "lad_store" in state and np.shape(state["lad_store"]) == self.store.shape:
+            self.store = np.array(state["lad_store"], np.float32)
+        if NUM_ENV_STEPS_SAMPLED_LIFETIME in state:
+            self.num_env_steps_sampled_lifetime = state[NUM_ENV_STEPS_SAMPLED_LIFETIME]
+
+    def get_ctor_args_and_kwargs(self):
+        return (), {"config": self.config}
+
+    def get_checkpointable_components(self):
+        return [(COMPONENT_RL_MODULE, self.module)]
+
+    # -- sampling ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, num_timesteps: int | None = None, random_actions: bool = False, **kwargs) -> dict:
+        """At least `num_timesteps` decisions over all copies -> flat transition arrays."""
+        core, B, E = self.core, self.core.num_envs, self.n_agents
+        rows = np.arange(B)
+        target = num_timesteps or self.config.rollout_decisions
+        out: dict[str, list] = {k: [] for k in ("obs", "act", "rew", "next_obs", "done", "agent",
+                                                "prior", "next_prior")}
+        decided = 0
+
+        def close(r: np.ndarray, a: np.ndarray, next_obs: np.ndarray, next_prior: np.ndarray, done: bool):
+            out["obs"].append(self.p_obs[r, a]); out["act"].append(self.p_act[r, a])
+            out["rew"].append(self.p_rew[r, a]); out["next_obs"].append(next_obs)
+            out["done"].append(np.full(r.size, done)); out["agent"].append(a)
+            out["prior"].append(self.p_prior[r, a]); out["next_prior"].append(next_prior)
+            self.p_open[r, a] = False
+
+        while decided < target:
+            obs = core.observe()
+            agent = core.acting_agent() if E > 1 else np.zeros(B, np.int64)
+            key = core.context_key() if self.lad else np.zeros(B, np.int64)
+            prior = self.store[key]
+            was_open = self.p_open[rows, agent]
+            if was_open.any():
+                r = rows[was_open]
+                close(r, agent[r], obs[r], prior[r], False)
+            if random_actions:
+                logits = np.zeros((B, self.act_space.n), np.float32)
+            else:
+                batch = {Columns.OBS: torch.from_numpy(obs), AGENT: torch.from_numpy(agent),
+                         PRIOR: torch.from_numpy(prior)}
+                logits = self.module.forward_exploration(batch)[Columns.ACTION_DIST_INPUTS].numpy()
+            # Sample from softmax(logits) with the Gumbel-max trick; store the probabilities (LAD).
+            actions = (logits - np.log(-np.log(self.rng.random(logits.shape)))).argmax(1)
+            if self.lad:
+                z = np.exp(logits - logits.max(1, keepdims=True))
+                self.store[key] = z / z.sum(1, keepdims=True)
+            result = core.step(actions)
+            self.p_obs[rows, agent] = obs
+            self.p_act[rows, agent] = actions
+            self.p_rew[rows, agent] = result.reward
+            self.p_prior[rows, agent] = prior
+            self.p_open[rows, agent] = True
+            self.ep_delay += result.delay_s
+            self.ep_reward += result.reward
+            self.ep_len += 1
+            decided += B
+            if result.done.any():
+                for r in rows[result.done]:
+                    open_agents = np.flatnonzero(self.p_open[r])
+                    rr = np.full(open_agents.size, r)
+                    close(rr, open_agents, self.p_obs[rr, open_agents], self.p_prior[rr, open_agents], True)
+                    self.finished.append({"mean_delay_s": self.ep_delay[r] / self.ep_len[r],
+                                          "return": self.ep_reward[r], "decisions": int(self.ep_len[r]),
+                                          "worker": int(self.worker_index or 0)})
+                core.reset(result.done)
+                self.ep_delay[result.done] = 0.0
+                self.ep_reward[result.done] = 0.0
+                self.ep_len[result.done] = 0
+        self.num_env_steps_sampled_lifetime += decided
+        cat = {k: np.concatenate(v) for k, v in out.items() if v}
+        cat["decisions"] = decided
+        return cat
+
+    def stop(self):
+        self.core = None
+
+
+# ---- replay ------------------------------------------------------------------------------------
+class TransitionReplay:
+    """Per-agent circular buffers; `sample(m)` returns E*m rows grouped by agent (agent-major)."""
+
+    def __init__(self, n_agents: int, capacity_per_agent: int, obs_dim: int, n_actions: int,
+                 seed: int | None = None, with_prior: bool = False):
+        E, C = n_agents, capacity_per_agent
+        self.E, self.C = E, C
+        self.obs = np.zeros((E, C, obs_dim), np.float32)
+        self.next_obs = np.zeros((E, C, obs_dim), np.float32)
+        self.act = np.zeros((E, C), np.int64)
+        self.rew = np.zeros((E, C), np.float32)
+        self.done = np.zeros((E, C), np.float32)
+        self.with_prior = with_prior
+        if with_prior:
+            self.prior = np.zeros((E, C, n_actions), np.float32)
+            self.next_prior = np.zeros((E, C, n_actions), np.float32)
+        self.pos = np.zeros(E, np.int64)
+        self.size = np.zeros(E, np.int64)
+        self.rng = np.random.default_rng(seed)
+
+    def add(self, data: dict) -> None:
+        agent = data["agent"]
+        order = np.argsort(agent, kind="stable")
+        counts = np.bincount(agent, minlength=self.E)
+        start = 0
+        for e in np.flatnonzero(counts):
+            idx = order[start:start + counts[e]]
+            start += counts[e]
+            idx = idx[-self.C:]
+            slots = (self.pos[e] + np.arange(idx.size)) % self.C
+            self.obs[e, slots] = data["obs"][idx]
+            self.next_obs[e, slots] = data["next_obs"][idx]
+            self.act[e, slots] = data["act"][idx]
+            self.rew[e, slots] = data["rew"][idx]
+            self.done[e, slots] = data["done"][idx]
+            if self.with_prior:
+                self.prior[e, slots] = data["prior"][idx]
+                self.next_prior[e, slots] = data["next_prior"][idx]
+            self.pos[e] = (self.pos[e] + idx.size) % self.C
+            self.size[e] = min(self.size[e] + idx.size, self.C)
+
+    def ready(self, m: int) -> bool:
+        return bool((self.size >= min(m, self.C)).all())
+
+    def sample(self, m: int, k: int = 1) -> dict[str, np.ndarray]:
+        """k minibatches of E*m rows each, concatenated; each minibatch grouped by agent."""
+        idx = (self.rng.random((k, self.E, m)) * self.size[None, :, None]).astype(np.int64)
+        e = np.broadcast_to(np.arange(self.E)[None, :, None], idx.shape)
+        flat = lambda x: x[e, idx].reshape(k * self.E * m, *x.shape[2:])
+        batch = {Columns.OBS: flat(self.obs), Columns.NEXT_OBS: flat(self.next_obs),
+                 Columns.ACTIONS: flat(self.act), Columns.REWARDS: flat(self.rew),
+                 Columns.TERMINATEDS: flat(self.done), AGENT: e.reshape(-1).copy()}
+        if self.with_prior:
+            batch[PRIOR] = flat(self.prior)
+            batch[NEXT_PRIOR] = flat(self.next_prior)
+        return batch
+
+
+# ---- config and algorithm ----------------------------------------------------------------------
+class DiffusionSACConfig(AlgorithmConfig):
+    """Discrete SAC with a diffusion (or MLP) actor over the vectorised edge simulator."""
+
+    def __init__(self, algo_class=None):
+        super().__init__(algo_class=algo_class or DiffusionSAC)
+        self.env_runner_cls = EdgeDecisionRunner
+        self.num_env_runners = 0
+        self.num_envs_per_env_runner = 10
+        # -- SAC (CleanRL names where they exist)
+        self.gamma = 0.5
+        self.tau = 0.01
+        self.actor_lr = 3e-4
+        self.critic_lr = 1e-3
+        self.alpha_lr = 3e-3
+        self.target_entropy_scale = 0.1      # target entropy = scale * log|A|
+        self.reward_scale = 0.1
+        # -- schedule
+        self.rollout_decisions = 4096        # decisions sampled per iteration (over all copies)
+        self.decisions_per_update = 512      # one SGD step per this many decisions sampled
+        self.minibatch_per_agent = 256       # rows per agent per SGD step
+        self.replay_capacity = 200_000       # per agent
+        self.learning_starts = 4096          # decisions before the first update
+        self.random_decisions = 0            # uniform-random decisions at the start
+        # -- model
+        self.model_overrides: dict[str, Any] = {}
+        self.actor_kind = "diffusion"
+        self.start = "noise"
+
+    def training(self, **kwargs):
+        own = {k: kwargs.pop(k) for k in list(kwargs) if k in (
+            "actor_lr", "critic_lr", "alpha_lr", "target_entropy_scale", "reward_scale", "tau",
+            "rollout_decisions", "decisions_per_update", "minibatch_per_agent", "replay_capacity",
+            "learning_starts", "random_decisions", "model_overrides", "actor_kind", "start")}
+        for k, v in own.items():
+            setattr(self, k, v)
+        return super().training(**kwargs)
+
+    def model_config_for(self, scenario_cfg, obs_scale: np.ndarray, n_agents: int) -> dict:
+        return {"actor": self.actor_kind, "start": self.start, "n_agents": n_agents,
+                "obs_scale": [float(x) for x in obs_scale], **self.model_overrides}
+
+    def get_default_rl_module_spec(self):
+        return RLModuleSpec(module_class=DiffusionSACModule)
+
+    def get_default_learner_class(self):
+        return DiffusionSACLearner
+
+    def validate(self) -> None:
+        # The stock validation expects an env; ours is built by the runner from env_config.
+        if "scenario" not in self.env_config:
+            raise ValueError("env_config needs `scenario`")
+
+
+class DiffusionSAC(Algorithm):
+    @classmethod
+    def get_default_config(cls) -> DiffusionSACConfig:
+        return DiffusionSACConfig()
+
+    def setup(self, config):
+        super().setup(config)
+        cfg = self.config
+        runner = self.env_runner_group.local_env_runner
+        n_agents, obs_dim, n_actions = self._remote_or_local(
+            lambda r: (r.n_agents, r.obs_space.shape[0], r.act_space.n))
+        self.n_agents = n_agents
+        self.replay = TransitionReplay(n_agents, cfg.replay_capacity, obs_dim, n_actions,
+                                       seed=cfg.seed, with_prior=cfg.start == "prior")
+        self.episodes: list[dict] = []        # every completed episode, in order (all copies)
+        self.decisions = 0
+        self.sgd_steps = 0
+        self._owed_updates = 0.0
+        del runner
+
+    def _remote_or_local(self, fn: Callable):
+        group = self.env_runner_group
+        local = group.num_remote_env_runners() == 0
+        return group.foreach_env_runner(fn, local_env_runner=local)[0]
+
+    def training_step(self) -> None:
+        cfg, group = self.config, self.env_runner_group
+        local = group.num_remote_env_runners() == 0
+        per_runner = max(1, cfg.rollout_decisions // max(1, group.num_remote_env_runners() or 1))
+        randomly = self.decisions < cfg.random_decisions
+        t0 = time.perf_counter()
+        samples = group.foreach_env_runner(
+            lambda r: (r.sample(num_timesteps=per_runner, random_actions=randomly), r.get_metrics()),
+            local_env_runner=local)
+        sample_s = time.perf_counter() - t0
+        new = 0
+        for data, finished in samples:
+            self.replay.add(data)
+            new += data["decisions"]
+            for ep in finished:
+                ep["episode"] = len(self.episodes) + 1
+                ep["decisions_total"] = self.decisions + new
+                self.episodes.append(ep)
+        self.decisions += new
+
+        learn_s, learner_results = 0.0, None
+        m = cfg.minibatch_per_agent
+        if self.decisions >= cfg.learning_starts and self.replay.ready(m):
+            self._owed_updates += new / cfg.decisions_per_update
+            k = int(self._owed_updates)
+            if k > 0:
+                self._owed_updates -= k
+                t1 = time.perf_counter()
+                batch = self.replay.sample(m, k)
+                rows = self.n_agents * m
+                ma_batch = MultiAgentBatch({DEFAULT_MODULE_ID: SampleBatch(batch)}, env_steps=k * rows)
+                learner_results = self.learner_group.update(
+                    batch=ma_batch, minibatch_size=rows, num_epochs=1, shuffle_batch_per_epoch=False,
+                    timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: self.decisions})
+                self.sgd_steps += k
+                group.sync_weights(from_worker_or_learner_group=self.learner_group, inference_only=True)
+                learn_s = time.perf_counter() - t1
+        if learner_results is not None:
+            self.metrics.aggregate(learner_results, key="learners")
+        recent = [e["mean_delay_s"] for e in self.episodes[-10:]]
+        self.metrics.log_dict({
+            "edge/episodes": len(self.episodes), "edge/decisions": self.decisions,
+            "edge/sgd_steps": self.sgd_steps, "edge/sample_s": sample_s, "edge/learn_s": learn_s,
+            "edge/mean_delay_last10_s": float(np.mean(recent)) if recent else float("nan"),
+            "edge/mean_return_last10": float(np.mean([e["return"] for e in self.episodes[-10:]]))
+            if recent else float("nan"),
+        }, window=1)
+
+    # -- checkpoint: the episode log and counters travel with the RLlib checkpoint -----------------
+    def get_state(self, components=None, *, not_components=None, **kwargs):
+        state = super().get_state(components, not_components=not_components, **kwargs)
+        state["edge"] = {"episodes": list(self.episodes), "decisions": self.decisions,
+                         "sgd_steps": self.sgd_steps, "lad_store": self._remote_or_local(lambda r: r.store)}
+        return state
+
+    def set_state(self, state):
+        super().set_state(state)
+        edge = state.get("edge")
+        if edge:
+            self.episodes = list(edge["episodes"])
+            self.decisions = int(edge["decisions"])
+            self.sgd_steps = int(edge["sgd_steps"])
+            store = edge["lad_store"]
+            self.env_runner_group.foreach_env_runner(lambda r: r.set_state({"lad_store": store}),
+                                                     local_env_runner=True)
+
+
+# ---- registry ----------------------------------------------------------------------------------
+DIFFUSION_ALGOS = {"d2sac": ("diffusion", "noise"), "lad": ("diffusion", "prior"), "sac-mlp": ("mlp", "noise")}
+RLLIB_ALGOS = ("ppo", "dqn", "sac")
+ALGOS = tuple(DIFFUSION_ALGOS) + RLLIB_ALGOS
+
+
+def algorithm_config(algo: str, env_config: dict, *, num_envs: int = 10, num_env_runners: int = 0,
+                     seed: int | None = None, training: dict | None = None, model: dict | None = None):
+    """The AlgorithmConfig of `algo` on the scenario of `env_config` (scenario, overrides, seed)."""
+    training = dict(training or {})
+    scen = scenario_config(env_config["scenario"], env_config.get("overrides", ()))
+    if algo in DIFFUSION_ALGOS:
+        from envs.observation import ObservationLayout  # noqa: F401  (layout scales below)
+        core = build_core(scen, 1, 0)
+        actor, start = DIFFUSION_ALGOS[algo]
+        n_agents = core.num_agents if uses_agents(scen) else 1
+        cfg = (DiffusionSACConfig()
+               .environment(env_config=dict(env_config))
+               .env_runners(num_env_runners=num_env_runners, num_envs_per_env_runner=num_envs,
+                            num_cpus_per_env_runner=0.5)
+               .learners(num_learners=0)
+               .debugging(seed=seed)
+               .training(actor_kind=actor, start=start, **training))
+        model_config = cfg.model_config_for(scen, core.layout.scales(), n_agents)
+        model_config.update(model or {})
+        return cfg.rl_module(rl_module_spec=RLModuleSpec(module_class=DiffusionSACModule,
+                                                         model_config=model_config))
+    if algo not in RLLIB_ALGOS:
+        raise ValueError(f"unknown algo {algo!r}; choose one of {', '.join(ALGOS)}")
+    if uses_agents(scen):
+        raise ValueError(f"RLlib's stock {algo} runs the shared form only (use --set form=shared "
+                         "or the sac-mlp ablation for one agent per base station)")
+    return rllib_baseline_config(algo, env_config, num_envs=num_envs, num_env_runners=num_env_runners,
+                                 seed=seed, training=training, obs_scale=build_core(scen, 1, 0).layout.scales())
+
+
+def rllib_baseline_config(algo: str, env_config: dict, *, num_envs: int, num_env_runners: int,
+                          seed: int | None, training: dict, obs_scale: np.ndarray):
+    """RLlib's own PPO / DQN / SAC with MLP models on the gymnasium vector env of the scenario."""
+    from ray.rllib.algorithms.dqn import DQNConfig
+    from ray.rllib.algorithms.ppo import PPOConfig
+    from ray.rllib.algorithms.sac import SACConfig
+
+    from ray.rllib.connectors.env_to_module.mean_std_filter import MeanStdFilter
+
+    from envs.rllib_env import register_rllib_envs
+
+    register_rllib_envs()
+    env_name = "aigc-edge-vector"
+    base = {"ppo": PPOConfig, "dqn": DQNConfig, "sac": SACConfig}[algo]()
+    cfg = (base.environment(env=env_name, env_config=dict(env_config))
+           .env_runners(num_env_runners=num_env_runners, num_envs_per_env_runner=num_envs,
+                        gym_env_vectorize_mode=gym.VectorizeMode.VECTOR_ENTRY_POINT,
+                        num_cpus_per_env_runner=0.5,
+                        # Queues grow to hundreds of Gcycles: standardise observations online.
+                        env_to_module_connector=lambda env=None, spaces=None, device=None: MeanStdFilter())
+           .learners(num_learners=0)
+           .debugging(seed=seed))
+    defaults = {
+        "ppo": dict(lr=3e-4, gamma=0.5, train_batch_size_per_learner=4096, minibatch_size=512,
+                    num_epochs=4, entropy_coeff=0.01, lambda_=0.9),
+        "dqn": dict(lr=5e-4, gamma=0.5, train_batch_size_per_learner=256, n_step=1,
+                    target_network_update_freq=2000, training_intensity=0.5,
+                    replay_buffer_config={"type": "PrioritizedEpisodeReplayBuffer", "capacity": 200_000},
+                    num_steps_sampled_before_learning_starts=4096, double_q=True, dueling=True),
+        "sac": dict(actor_lr=3e-4, critic_lr=1e-3, alpha_lr=3e-4, gamma=0.5,
+                    train_batch_size_per_learner=256, training_intensity=0.5,
+                    replay_buffer_config={"type": "PrioritizedEpisodeReplayBuffer", "capacity": 200_000},
+                    num_steps_sampled_before_learning_starts=4096, target_entropy="auto"),
+    }[algo]
+    defaults.update(training)
+    cfg = cfg.training(**defaults)
+    if algo == "dqn":
+        cfg = cfg.env_runners(explore=True).rl_module(model_config={"fcnet_hiddens": [128, 128]})
+        cfg.epsilon = [(0, 1.0), (100_000, 0.02)]
+    else:
+        cfg = cfg.rl_module(model_config={"fcnet_hiddens": [128, 128]})
+    return cfg

@@ -1,0 +1,190 @@
+"""Policy artifacts: write one after training, load it as a `Policy` without Ray.
+
+An artifact is a folder:
+
+    policy_spec.json   what the policy expects (below); checked against the caller's scenario
+    module/            the RLModule checkpoint (`RLModule.from_checkpoint(dir)` rebuilds it)
+    actor.pt           the actor's weights + observation scale (pure PyTorch, what `load_policy` reads)
+    lad_store.npy      LAD only: the historical action probability per decision context
+
+`policy_spec.json` holds the scenario name and config, the observation layout (version, dim,
+fields), the action encoding, the profile hash (scenarios with a generator), the algorithm,
+the actor's model config and the training config.
+
+`load_policy(spec, config)` accepts the artifact folder, an RLlib checkpoint folder written by
+`aigc-edge train` (it finds the artifact beside it), or an MLflow URI (`models:/name@champion`,
+`runs:/<id>/policy`). It acts with the argmax of the chain's output (no chain noise; D2SAC's
+chain starts from 0, the mean of its N(0, I) start).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from envs.config import ConfigError
+from policies.diffusion import DiffusionActor, MLPActor, prior_latent
+
+SPEC_FILE = "policy_spec.json"
+SPEC_VERSION = 1
+
+
+class PolicySpecMismatch(ConfigError):
+    """The artifact was trained for another scenario, observation layout or action encoding."""
+
+
+def _scenario_name(config) -> str:
+    try:
+        from envs.scenarios import scenario_name
+        return scenario_name(config)
+    except ImportError:
+        return config.scenario
+
+
+def _core_of(config):
+    from policies.algorithms import build_core  # lazy: algorithms imports Ray
+    return build_core(config, 1, 0)
+
+
+def describe(config, core=None) -> dict:
+    """The parts of a scenario a policy depends on: name, layout, encoding, profile hash, form."""
+    core = core or _core_of(config)
+    return {"scenario": _scenario_name(config),
+            "form": getattr(config, "form", None),
+            "mode": getattr(config, "mode", None),
+            "observation_layout": core.layout.to_json(),
+            "action_encoding": core.encoding.to_json(),
+            "profile_hash": getattr(getattr(core, "profile", None), "model_hash", None)}
+
+
+def write_artifact(folder: Path, *, module, config, algorithm: str, training_config: dict,
+                   lad_store: np.ndarray | None = None, core=None) -> Path:
+    """Write the artifact of a trained DiffusionSACModule (the learner's copy) into `folder`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    module.save_to_path(str(folder / "module"))
+    actor_state = {"actor": module.actor.state_dict(), "obs_scale": module.obs_scale.clone()}
+    torch.save(actor_state, folder / "actor.pt")
+    if lad_store is not None and module.cfg["start"] == "prior":
+        np.save(folder / "lad_store.npy", lad_store.astype(np.float32))
+    spec = {"spec_version": SPEC_VERSION, **describe(config, core), "algorithm": algorithm,
+            "n_agents": module.n_agents, "n_actions": module.n_actions,
+            "model_config": {k: v for k, v in module.cfg.items() if k != "obs_scale"},
+            "scenario_config": config.model_dump(mode="json"), "training_config": training_config}
+    (folder / SPEC_FILE).write_text(json.dumps(spec, indent=2, default=str))
+    return folder
+
+
+def check_spec(spec: dict, config, core=None) -> None:
+    """Refuse an artifact whose scenario, observation layout or action encoding differs."""
+    want = describe(config, core)
+    problems = []
+    if spec.get("scenario") != want["scenario"]:
+        problems.append(f"scenario: trained on {spec.get('scenario')!r}, asked for {want['scenario']!r}")
+    have_layout, want_layout = spec.get("observation_layout", {}), want["observation_layout"]
+    for key in ("version", "dim"):
+        if have_layout.get(key) != want_layout[key]:
+            problems.append(f"observation layout {key}: policy has {have_layout.get(key)}, "
+                            f"scenario has {want_layout[key]}")
+    names = [f["name"] for f in have_layout.get("fields", [])]
+    want_names = [f["name"] for f in want_layout["fields"]]
+    if names != want_names and have_layout.get("dim") == want_layout["dim"]:
+        problems.append(f"observation fields: policy has {names}, scenario has {want_names}")
+    if spec.get("action_encoding") != want["action_encoding"]:
+        problems.append("action encoding: policy has "
+                        f"{spec.get('action_encoding', {}).get('targets')} x "
+                        f"{spec.get('action_encoding', {}).get('plans')}, scenario has "
+                        f"{want['action_encoding']['targets']} x {want['action_encoding']['plans']}")
+    if spec.get("profile_hash") and want["profile_hash"] and spec["profile_hash"] != want["profile_hash"]:
+        problems.append(f"generator profile: policy {spec['profile_hash']}, scenario {want['profile_hash']}")
+    if spec.get("form") != want["form"]:
+        problems.append(f"form: policy is {spec.get('form')!r}, scenario is {want['form']!r}")
+    if problems:
+        raise PolicySpecMismatch("the policy does not fit this scenario:\n  " + "\n  ".join(problems))
+
+
+class DiffusionPolicy:
+    """A trained actor as a `Policy`: `decide(obs, state)` -> argmax of the chain's output.
+
+    Multi-agent artifacts pick each row's agent from `state.local_target` (the BS the task
+    arrived at). LAD reads `state.context_key` when the state carries it (else the uniform
+    probability, the store's initial value) and writes its store after each decision, as in training.
+    """
+
+    def __init__(self, actor: torch.nn.Module, obs_scale: torch.Tensor, spec: dict,
+                 lad_store: np.ndarray | None, name: str):
+        self.actor, self.obs_scale, self.spec, self.name = actor.eval(), obs_scale, spec, name
+        self.n_agents, self.n_actions = int(spec["n_agents"]), int(spec["n_actions"])
+        self.model_config = spec["model_config"]
+        self.lad = self.model_config["start"] == "prior"
+        self.store = lad_store
+
+    @torch.no_grad()
+    def probabilities(self, obs: np.ndarray, state=None) -> np.ndarray:
+        x = torch.as_tensor(np.asarray(obs, np.float32)) / self.obs_scale
+        agent = None
+        if self.n_agents > 1:
+            if state is None:
+                raise ValueError("a multi-agent policy needs the network state (which agent acts)")
+            agent = torch.as_tensor(np.asarray(state.local_target, np.int64))
+        key = getattr(state, "context_key", None) if self.lad else None
+        if self.lad:
+            if key is not None and self.store is not None:
+                prior = torch.as_tensor(self.store[np.asarray(key)])
+            else:
+                prior = torch.full((x.shape[0], self.n_actions), 1.0 / self.n_actions)
+            start = prior_latent(prior, self.model_config)
+        else:
+            start = torch.zeros(x.shape[0], self.n_actions)
+        logits = self.actor(x, start, agent, noise=False)
+        probs = torch.softmax(logits, -1).numpy()
+        if self.lad and key is not None and self.store is not None:
+            self.store[np.asarray(key)] = probs
+        return probs
+
+    def decide(self, obs: np.ndarray, state=None) -> np.ndarray:
+        return self.probabilities(obs, state).argmax(1).astype(np.int64)
+
+
+def build_actor(spec: dict) -> torch.nn.Module:
+    cfg = spec["model_config"]
+    dim = spec["observation_layout"]["dim"]
+    cls = DiffusionActor if cfg["actor"] == "diffusion" else MLPActor
+    return cls(dim, int(spec["n_actions"]), n_agents=int(spec["n_agents"]), hidden=cfg["hidden"],
+               steps=cfg["diffusion_steps"], beta_min=cfg["beta_min"], beta_max=cfg["beta_max"],
+               max_logit_scale=cfg["max_logit_scale"], learn_logit_scale=cfg["learn_logit_scale"])
+
+
+def resolve_folder(spec: str) -> Path:
+    """An artifact folder from a folder path (artifact or training run) or an MLflow URI."""
+    if spec.startswith(("models:/", "runs:/", "mlflow-artifacts:/")):
+        from envs.tracking import configure_mlflow
+        mlflow = configure_mlflow()
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=spec))
+        candidates = [local, local / "policy"]
+    else:
+        local = Path(spec).expanduser()
+        if not local.exists():
+            raise ConfigError(f"policy {spec!r} is neither a heuristic name, an existing folder nor "
+                              "an MLflow URI (models:/NAME@ALIAS, runs:/ID/policy)")
+        candidates = [local, local / "policy", local.parent / "policy", local.parent.parent / "policy"]
+    for folder in candidates:
+        if (folder / SPEC_FILE).is_file():
+            return folder
+    raise ConfigError(f"no {SPEC_FILE} under {spec!r}: not a policy artifact written by `aigc-edge train`")
+
+
+def load_policy(spec: str, config: Any) -> DiffusionPolicy:
+    """Load a trained policy for scenario `config` (refusing a spec mismatch), without Ray."""
+    folder = resolve_folder(str(spec))
+    meta = json.loads((folder / SPEC_FILE).read_text())
+    check_spec(meta, config)
+    actor = build_actor(meta)
+    state = torch.load(folder / "actor.pt", map_location="cpu", weights_only=True)
+    actor.load_state_dict(state["actor"])
+    store_path = folder / "lad_store.npy"
+    store = np.load(store_path) if store_path.is_file() else None
+    return DiffusionPolicy(actor, state["obs_scale"], meta, store, name=f"{meta['algorithm']}:{folder}")

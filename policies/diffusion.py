@@ -1,0 +1,155 @@
+"""The denoising diffusion actor of D2SAC (Du et al.) and LAD (Xu et al.), in plain PyTorch.
+
+A small MLP denoiser eps(x_i, i, s) runs I reverse steps of a variance-preserving (VP) schedule
+from x_I to x_0; the policy is pi(.|s) = softmax(scale * tanh(x_0)).
+
+- D2SAC starts the chain from x_I ~ N(0, I) (the mean, 0, when acting greedily).
+- LAD starts it from x_I = the historical action probability of the decision context.
+
+Why `scale`: the D2SAC code clips x_0 to [-1, 1] before the softmax. Without the clip the first
+logits are about +-12 and the policy is near-deterministic from the start (it never learns); with
+it the best of 20 actions can never get more than e^2 / (e^2 + 19) = 28% probability, so the
+entropy stays near 2.5 nats and the agent plateaus. Here tanh replaces the hard clip (the same
+[-1, 1] range, but a clipped x_0 passes no gradient back through the chain, and on this scenario
+most of it was clipped), and a learned logit scale (init 1.5, bounded to [1, `max_logit_scale`])
+lets the policy sharpen when the critic says so.
+
+Every layer is an `EnsembleLinear`: with `n_agents` = 1 it is a plain linear layer (one shared
+policy); with n_agents = E it holds E independent weight sets (the faithful multi-agent form:
+one independent agent per base station, no parameter sharing) evaluated in one batched matmul.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class EnsembleLinear(nn.Module):
+    """E independent linear layers. Input [B, in] with `agent` [B], or [E, m, in] grouped by agent."""
+
+    def __init__(self, n_agents: int, d_in: int, d_out: int):
+        super().__init__()
+        self.n_agents = n_agents
+        bound = 1.0 / math.sqrt(d_in)
+        self.weight = nn.Parameter(torch.empty(n_agents, d_in, d_out).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(n_agents, 1, d_out).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor, agent: torch.Tensor | None = None) -> torch.Tensor:
+        if self.n_agents == 1:
+            return x @ self.weight[0] + self.bias[0, 0]
+        if x.dim() == 3:                       # [E, m, in]: rows grouped by agent (training)
+            return torch.baddbmm(self.bias, x, self.weight)
+        w, b = self.weight[agent], self.bias[agent, 0]   # [B, in, out], [B, out]: mixed rows (acting)
+        return torch.bmm(x.unsqueeze(1), w).squeeze(1) + b
+
+
+class EnsembleMLP(nn.Module):
+    def __init__(self, n_agents: int, d_in: int, hidden: int, d_out: int, layers: int = 2,
+                 activation: type[nn.Module] = nn.Mish):
+        super().__init__()
+        dims = [d_in] + [hidden] * layers
+        self.hidden = nn.ModuleList(EnsembleLinear(n_agents, a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.out = EnsembleLinear(n_agents, dims[-1], d_out)
+        self.act = activation()
+
+    def forward(self, x: torch.Tensor, agent: torch.Tensor | None = None) -> torch.Tensor:
+        for layer in self.hidden:
+            x = self.act(layer(x, agent))
+        return self.out(x, agent)
+
+
+def vp_schedule(steps: int, beta_min: float = 0.1, beta_max: float = 10.0) -> torch.Tensor:
+    """betas of the discretised VP SDE (the `vp_beta_schedule` of the D2SAC / Diffusion-QL code)."""
+    t = torch.arange(1, steps + 1, dtype=torch.float64)
+    alpha = torch.exp(-beta_min / steps - 0.5 * (beta_max - beta_min) * (2 * t - 1) / steps ** 2)
+    return (1.0 - alpha).float()
+
+
+def timestep_embedding(i: torch.Tensor, dim: int = 16) -> torch.Tensor:
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32) / half)
+    angles = i.float()[..., None] * freqs
+    return torch.cat([angles.sin(), angles.cos()], dim=-1)
+
+
+class DiffusionActor(nn.Module):
+    """pi(.|s) from I reverse steps of eps(x_i, i, s). `forward` returns logits [B, A]."""
+
+    def __init__(self, obs_dim: int, n_actions: int, *, n_agents: int = 1, hidden: int = 128,
+                 steps: int = 5, beta_min: float = 0.1, beta_max: float = 10.0,
+                 max_logit_scale: float = 10.0, learn_logit_scale: bool = True, t_dim: int = 16):
+        super().__init__()
+        self.n_actions, self.steps, self.t_dim = n_actions, steps, t_dim
+        self.eps_model = EnsembleMLP(n_agents, n_actions + t_dim + obs_dim, hidden, n_actions)
+        betas = vp_schedule(steps, beta_min, beta_max)
+        alphas = 1.0 - betas
+        abar = torch.cumprod(alphas, 0)
+        abar_prev = torch.cat([torch.ones(1), abar[:-1]])
+        # x_0 from (x_i, eps), and the posterior q(x_{i-1} | x_i, x_0): Diffusion-QL / D2SAC's form.
+        self.register_buffer("recip_sqrt_abar", (1.0 / abar).sqrt())
+        self.register_buffer("recipm1_sqrt_abar", (1.0 / abar - 1.0).sqrt())
+        self.register_buffer("post_c0", betas * abar_prev.sqrt() / (1.0 - abar))
+        self.register_buffer("post_ct", (1.0 - abar_prev) * alphas.sqrt() / (1.0 - abar))
+        self.register_buffer("post_std", (betas * (1.0 - abar_prev) / (1.0 - abar)).clamp(min=1e-20).sqrt())
+        self.register_buffer("t_emb", torch.stack([timestep_embedding(torch.tensor(i), t_dim)
+                                                   for i in range(steps)]))
+        self.max_logit_scale = max_logit_scale
+        # The logit scale per agent, 1 + (max - 1) * sigmoid(raw): smooth and bounded, starts at
+        # 1.5 when learned (a clamp would stop its gradient for good once it touched a bound).
+        init = 0.5 / (max_logit_scale - 1.0) if learn_logit_scale else 1e-6
+        self.raw_logit_scale = nn.Parameter(torch.full((n_agents,), math.log(init / (1 - init))),
+                                            requires_grad=learn_logit_scale)
+
+    def forward(self, obs: torch.Tensor, x: torch.Tensor, agent: torch.Tensor | None = None,
+                noise: bool = True) -> torch.Tensor:
+        """obs [B, d] (or [E, m, d]); x = x_I, same leading shape with A columns; -> logits."""
+        for i in reversed(range(self.steps)):
+            t = self.t_emb[i].expand(*x.shape[:-1], self.t_dim)
+            eps = self.eps_model(torch.cat([x, t, obs], dim=-1), agent)
+            # Predicted x_0, squashed to [-1, 1] (D2SAC clips; tanh keeps the gradient alive).
+            x0 = torch.tanh(self.recip_sqrt_abar[i] * x - self.recipm1_sqrt_abar[i] * eps)
+            x = self.post_c0[i] * x0 + self.post_ct[i] * x       # posterior mean (= x0 at i = 0)
+            if noise and i > 0:
+                x = x + self.post_std[i] * torch.randn_like(x)
+        return self.scale(agent, x.dim()) * x
+
+    def logit_scale(self) -> torch.Tensor:
+        return 1.0 + (self.max_logit_scale - 1.0) * torch.sigmoid(self.raw_logit_scale)
+
+    def scale(self, agent: torch.Tensor | None, ndim: int) -> torch.Tensor:
+        s = self.logit_scale()
+        if s.numel() == 1:
+            return s
+        return s[agent, None] if ndim == 2 else s[:, None, None]
+
+
+class MLPActor(nn.Module):
+    """The plain SAC actor (logits = MLP(s)), same interface as DiffusionActor (x is ignored)."""
+
+    def __init__(self, obs_dim: int, n_actions: int, *, n_agents: int = 1, hidden: int = 128, **_):
+        super().__init__()
+        self.net = EnsembleMLP(n_agents, obs_dim, hidden, n_actions, activation=nn.ReLU)
+        self.steps = 0
+
+    def forward(self, obs, x=None, agent=None, noise: bool = True) -> torch.Tensor:
+        return self.net(obs, agent)
+
+
+def policy_probs(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(probabilities, log-probabilities) of the categorical policy of these logits."""
+    log_p = F.log_softmax(logits, dim=-1)
+    return log_p.exp(), log_p
+
+
+def prior_latent(prior: torch.Tensor, cfg: dict) -> torch.Tensor:
+    """LAD's chain start x_I from the historical action probability p of the decision context.
+
+    `raw` (LAD-TS): x_I = p. `centered`: prior_scale * (A p - 1) / (A - 1), so the uniform
+    probability starts at 0 (D2SAC's greedy start) and a one-hot one at prior_scale."""
+    if cfg.get("prior_map", "raw") == "raw":
+        return cfg.get("prior_scale", 1.0) * prior
+    n = prior.shape[-1]
+    return cfg.get("prior_scale", 1.0) * (n * prior - 1.0) / (n - 1)

@@ -1,0 +1,130 @@
+"""The RLModule of the D2SAC / LAD agents (and their plain-MLP SAC twin): the model, nothing else.
+
+One `TorchRLModule` holds the actor (a `DiffusionActor`, or an `MLPActor` for `actor="mlp"`),
+twin Q networks Q(s) -> R^|A| with target copies, and the entropy temperature log(alpha).
+With `n_agents` > 1 every network is an ensemble of independent per-agent weights (the faithful
+dedgeai form: one agent per base station, nothing shared); the batch then carries an `agent`
+column. LAD's chain starts from a `prior` column (the historical action probability of the
+decision context); D2SAC's from N(0, I) (from 0 when acting greedily).
+
+Training batches for n_agents > 1 are grouped: E blocks of m rows, block e all of agent e. The
+learner's loss lives in `policies/learners.py`; the sampling schedule in `policies/algorithms.py`.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.rl_module.torch import TorchRLModule
+
+from policies.diffusion import DiffusionActor, EnsembleMLP, MLPActor, prior_latent
+
+AGENT = "agent"            # [B] int: which agent acts (0 in the shared form)
+PRIOR = "prior"            # [B, A] LAD: historical action probability of the context of obs
+NEXT_PRIOR = "next_prior"  # [B, A] the same for next_obs
+
+DEFAULT_MODEL_CONFIG: dict[str, Any] = {
+    "actor": "diffusion",       # diffusion | mlp
+    "start": "noise",           # noise (D2SAC) | prior (LAD)
+    "n_agents": 1,
+    "hidden": 128,
+    "critic_hidden": 128,
+    "diffusion_steps": 5,
+    "beta_min": 0.1,
+    "beta_max": 10.0,
+    "max_logit_scale": 10.0,
+    "learn_logit_scale": True,
+    "prior_map": "raw",         # LAD: x_I = p (raw, as LAD-TS) | centered: prior_scale * (A p - 1) / (A - 1)
+    "prior_scale": 1.0,
+    "obs_scale": None,          # per-column divisor (the layout's `scales()`), None = 1
+    "initial_alpha": 0.05,
+}
+
+
+class DiffusionSACModule(TorchRLModule):
+    """Actor + twin critics (+ targets) + temperature of discrete soft actor-critic."""
+
+    def setup(self):
+        cfg = {**DEFAULT_MODEL_CONFIG, **(self.model_config or {})}
+        self.cfg = cfg
+        obs_dim = int(np.prod(self.observation_space.shape))
+        n_actions = int(self.action_space.n)
+        self.n_agents, self.n_actions = int(cfg["n_agents"]), n_actions
+        scale = np.ones(obs_dim, np.float32) if cfg["obs_scale"] is None else np.asarray(cfg["obs_scale"], np.float32)
+        if scale.shape != (obs_dim,):
+            raise ValueError(f"obs_scale has {scale.shape[0]} values, the observation has {obs_dim}")
+        self.register_buffer("obs_scale", torch.as_tensor(scale), persistent=True)
+        actor_cls = DiffusionActor if cfg["actor"] == "diffusion" else MLPActor
+        self.actor = actor_cls(obs_dim, n_actions, n_agents=self.n_agents, hidden=cfg["hidden"],
+                               steps=cfg["diffusion_steps"], beta_min=cfg["beta_min"],
+                               beta_max=cfg["beta_max"], max_logit_scale=cfg["max_logit_scale"],
+                               learn_logit_scale=cfg["learn_logit_scale"])
+        self.qf = EnsembleMLP(self.n_agents, obs_dim, cfg["critic_hidden"], n_actions, activation=nn.ReLU)
+        self.qf_twin = EnsembleMLP(self.n_agents, obs_dim, cfg["critic_hidden"], n_actions, activation=nn.ReLU)
+        self.qf_target = copy.deepcopy(self.qf).requires_grad_(False)
+        self.qf_twin_target = copy.deepcopy(self.qf_twin).requires_grad_(False)
+        self.log_alpha = nn.Parameter(torch.full((self.n_agents,), float(np.log(cfg["initial_alpha"]))))
+
+    # ---- the actor ----------------------------------------------------------------------------
+    def start_latent(self, obs: torch.Tensor, prior: torch.Tensor | None, noise: bool) -> torch.Tensor:
+        """x_I: LAD starts from the historical probability p (raw, or centred so uniform p -> 0)."""
+        shape = (*obs.shape[:-1], self.n_actions)
+        if self.cfg["start"] == "prior":
+            if prior is None:
+                raise ValueError("a LAD module needs the `prior` column (historical action probability)")
+            return prior_latent(prior, self.cfg)
+        return torch.randn(shape) if noise else torch.zeros(shape)
+
+    def actor_logits(self, obs: torch.Tensor, agent: torch.Tensor | None, prior: torch.Tensor | None,
+                     noise: bool = True) -> torch.Tensor:
+        s = obs / self.obs_scale
+        return self.actor(s, self.start_latent(s, prior, noise), agent, noise=noise)
+
+    def _agent(self, batch) -> torch.Tensor | None:
+        if self.n_agents == 1:
+            return None
+        return batch[AGENT].long()
+
+    def _forward_inference(self, batch, **kwargs):
+        logits = self.actor_logits(batch[Columns.OBS], self._agent(batch), batch.get(PRIOR), noise=False)
+        return {Columns.ACTION_DIST_INPUTS: logits}
+
+    def _forward_exploration(self, batch, **kwargs):
+        logits = self.actor_logits(batch[Columns.OBS], self._agent(batch), batch.get(PRIOR), noise=True)
+        return {Columns.ACTION_DIST_INPUTS: logits}
+
+    # ---- training: grouped [E, m, ...] when n_agents > 1 ----------------------------------------
+    def group(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.n_agents == 1 else x.reshape(self.n_agents, -1, *x.shape[1:])
+
+    def q_values(self, obs: torch.Tensor, target: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        s = obs / self.obs_scale
+        if target:
+            return self.qf_target(s), self.qf_twin_target(s)
+        return self.qf(s), self.qf_twin(s)
+
+    def _forward_train(self, batch, **kwargs):
+        """Everything the SAC losses need, grouped by agent; the losses are the learner's."""
+        g = self.group
+        obs, next_obs = g(batch[Columns.OBS]), g(batch[Columns.NEXT_OBS])
+        prior = g(batch[PRIOR]) if PRIOR in batch else None
+        next_prior = g(batch[NEXT_PRIOR]) if NEXT_PRIOR in batch else None
+        logits = self.actor(obs / self.obs_scale, self.start_latent(obs, prior, True), None, noise=True)
+        with torch.no_grad():
+            next_logits = self.actor(next_obs / self.obs_scale, self.start_latent(next_obs, next_prior, True),
+                                     None, noise=True)
+            next_q1, next_q2 = self.q_values(next_obs, target=True)
+        q1, q2 = self.q_values(obs)
+        return {"logits": logits, "next_logits": next_logits, "q1": q1, "q2": q2,
+                "next_q1": next_q1, "next_q2": next_q2}
+
+    def soft_update_targets(self, tau: float) -> None:
+        with torch.no_grad():
+            for net, target in ((self.qf, self.qf_target), (self.qf_twin, self.qf_twin_target)):
+                for p, tp in zip(net.parameters(), target.parameters()):
+                    tp.lerp_(p, tau)

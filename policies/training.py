@@ -1,0 +1,344 @@
+"""`aigc-edge train`: train an agent on a scenario, checkpoint, resume, track in MLflow.
+
+Order of things (what `train` does, top to bottom):
+1. Build the RLlib algorithm of `TrainConfig.algo` (policies/algorithms.py) on Ray (local, or
+   the cluster of RAY_ADDRESS), or restore it from the run's last checkpoint with `resume`.
+2. Iterate `algo.train()` until `episodes` simulated episodes finished (every copy counts).
+   After each iteration: one MLflow `log_batch` with a whitelist of metrics; every
+   `checkpoint_every_s` seconds an RLlib checkpoint (written beside, then swapped in).
+3. At the end: the last checkpoint, the learning curve (per-episode mean delay or reward, PNG +
+   CSV), and the policy artifact (diffusion agents: RLModule folder + policy_spec.json, registered
+   as `aigc-edge-policy-<scenario>` with alias `champion`).
+
+Run state lives in `$AIGC_EDGE_HOME/checkpoints/<run name>/`: `algo/` (RLlib checkpoint),
+`run.json` (MLflow run id, progress), `episodes.csv`, `policy/`, `learning_curve.png`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import numpy as np
+from pydantic import Field
+
+from envs.config import StrictModel
+
+Algo = Literal["lad", "d2sac", "sac-mlp", "sac", "ppo", "dqn"]
+
+# The metrics logged to MLflow each iteration (result key -> MLflow name); nothing else is logged.
+METRICS = {
+    ("edge/episodes",): "charts/episodes",
+    ("edge/decisions",): "charts/decisions",
+    ("edge/sgd_steps",): "charts/sgd_steps",
+    ("edge/mean_delay_last10_s",): "charts/mean_delay_last10_s",
+    ("edge/mean_return_last10",): "charts/mean_return_last10",
+    ("edge/sample_s",): "time/sample_s",
+    ("edge/learn_s",): "time/learn_s",
+    ("learners", "default_policy", "losses/critic"): "losses/critic",
+    ("learners", "default_policy", "losses/actor"): "losses/actor",
+    ("learners", "default_policy", "charts/entropy"): "charts/entropy",
+    ("learners", "default_policy", "charts/alpha"): "charts/alpha",
+    ("learners", "default_policy", "charts/logit_scale"): "charts/logit_scale",
+    ("learners", "default_policy", "charts/q_gap"): "charts/q_gap",
+    ("learners", "default_policy", "total_loss"): "losses/total",
+    ("learners", "default_policy", "qf_loss"): "losses/critic",
+    ("learners", "default_policy", "policy_loss"): "losses/actor",
+    ("learners", "default_policy", "vf_loss"): "losses/value",
+    ("learners", "default_policy", "entropy"): "charts/entropy",
+    ("env_runners", "episode_return_mean"): "charts/episode_return_mean",
+    ("time_this_iter_s",): "time/iter_s",
+}
+
+
+class TrainConfig(StrictModel):
+    """Everything `aigc-edge train` needs; `--set key=value` overrides any field."""
+
+    scenario: str = Field("dedgeai", description="preset name or YAML path")
+    scenario_overrides: list[str] = Field(default_factory=list,
+                                          description="key=value overrides of the scenario config")
+    algo: Algo = Field("lad", description="lad | d2sac | sac-mlp (our discrete SAC) | sac | ppo | dqn (RLlib)")
+    episodes: int = Field(60, ge=1, description="simulated episodes to train (every copy counts)")
+    seed: int = Field(0, description="seed of the env copies and the networks")
+    num_envs: int = Field(10, ge=1, le=4096, description="vectorised copies per env runner")
+    num_env_runners: int = Field(0, ge=0, description="remote env runners (0: sample in the driver)")
+    num_cpus: int | None = Field(None, description="CPUs of a local Ray (default: all)")
+    training: dict[str, Any] = Field(default_factory=dict, description="AlgorithmConfig.training() overrides")
+    model: dict[str, Any] = Field(default_factory=dict, description="model_config overrides (diffusion agents)")
+    checkpoint_every_s: float = Field(60.0, gt=0, description="seconds between RLlib checkpoints")
+    run_name: str | None = Field(None, description="checkpoint folder / MLflow run name (default: derived)")
+    register: bool = Field(True, description="register the policy artifact in the MLflow model registry")
+    max_wall_s: float | None = Field(None, description="stop early after this many seconds (still saves)")
+
+    def name(self) -> str:
+        if self.run_name:
+            return self.run_name
+        form = ""
+        for item in self.scenario_overrides:
+            if item.startswith(("form=", "mode=")):
+                form += "-" + item.split("=", 1)[1]
+        return f"{self.scenario.replace('/', '-')}{form}-{self.algo}-seed{self.seed}"
+
+
+def _get(result: dict, path: tuple) -> Any:
+    for key in path:
+        if not isinstance(result, dict) or key not in result:
+            return None
+        result = result[key]
+    return result
+
+
+def whitelisted_metrics(result: dict) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for path, name in METRICS.items():
+        value = _get(result, path)
+        if isinstance(value, (int, float, np.floating, np.integer)) and np.isfinite(value):
+            out[name] = float(value)
+    return out
+
+
+# ---- Ray ---------------------------------------------------------------------------------------
+def init_ray(num_cpus: int | None = None):
+    """A local Ray (or the cluster of RAY_ADDRESS); quiet, no usage stats, no dashboard."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import ray
+    if ray.is_initialized():
+        return ray
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
+    return ray
+
+
+# ---- episode bookkeeping of the RLlib baselines -------------------------------------------------
+def baseline_callbacks():
+    """Per-episode mean reward per decision, logged by RLlib's stock env runners."""
+    from ray.rllib.callbacks.callbacks import RLlibCallback
+
+    class EpisodeDelay(RLlibCallback):
+        def on_episode_end(self, *, episode, metrics_logger=None, **kwargs):
+            n = max(len(episode), 1)
+            metrics_logger.log_value("edge_episode_mean_reward", float(episode.get_return()) / n,
+                                     reduce=None, clear_on_reduce=True)
+
+    return EpisodeDelay
+
+
+class EpisodeBook:
+    """Completed episodes in order, from our algorithms (exact) or RLlib's (via the callback)."""
+
+    def __init__(self, algo, delay_is_reward: bool):
+        self.algo, self.delay_is_reward = algo, delay_is_reward
+        self.ours = hasattr(algo, "episodes")
+        self.extra: list[dict] = []
+
+    @property
+    def episodes(self) -> list[dict]:
+        return self.algo.episodes if self.ours else self.extra
+
+    def update(self, result: dict) -> None:
+        if self.ours:
+            return
+        values = _get(result, ("env_runners", "edge_episode_mean_reward")) or []
+        if not isinstance(values, (list, tuple)):
+            values = [values]
+        for v in values:
+            rec = {"episode": len(self.extra) + 1, "mean_reward": float(v)}
+            if self.delay_is_reward:
+                rec["mean_delay_s"] = -float(v)
+            self.extra.append(rec)
+
+
+# ---- the loop ----------------------------------------------------------------------------------
+def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[str], None] | None = None) -> dict:
+    """Train (or resume) and return the `aigc-edge train --json` figures."""
+    import torch
+    torch.set_num_threads(1)
+    from envs import tracking
+    from policies.algorithms import DIFFUSION_ALGOS, algorithm_config, scenario_config
+
+    say = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    scen = scenario_config(cfg.scenario, cfg.scenario_overrides)
+    scenario = _scenario_name(scen)
+    run_dir = tracking.checkpoints_dir() / cfg.name()
+    algo_dir, state_file = run_dir / "algo", run_dir / "run.json"
+    state: dict = json.loads(state_file.read_text()) if (resume and state_file.is_file()) else {}
+    if not resume and run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    init_ray(cfg.num_cpus)
+    env_config = {"scenario": cfg.scenario, "overrides": list(cfg.scenario_overrides), "seed": cfg.seed}
+    algo_cfg = algorithm_config(cfg.algo, env_config, num_envs=cfg.num_envs,
+                                num_env_runners=cfg.num_env_runners, seed=cfg.seed,
+                                training=cfg.training, model=cfg.model)
+    if cfg.algo not in DIFFUSION_ALGOS:
+        algo_cfg = algo_cfg.callbacks(baseline_callbacks())
+    algo = algo_cfg.build_algo()
+    book = EpisodeBook(algo, delay_is_reward=scen.scenario == "dedgeai")
+    resumed_from = None
+    if resume and algo_dir.is_dir():
+        algo.restore_from_path(str(algo_dir))
+        if not book.ours:
+            book.extra = list(state.get("episodes", []))
+        resumed_from = len(book.episodes)
+        say(f"resumed {cfg.name()} from {algo_dir}: {resumed_from} episodes done")
+
+    mlflow = tracking.configure_mlflow()
+    from mlflow.entities import Metric
+    client = mlflow.MlflowClient()
+    run_id = state.get("run_id")
+    config_dict = {"train": cfg.model_dump(mode="json"), "scenario_config": scen.model_dump(mode="json")}
+    if run_id:
+        run_ctx = mlflow.start_run(run_id=run_id)
+    else:
+        run_ctx = tracking.tracked_run(tracking.EXPERIMENT_TRAIN, config_dict, seed=cfg.seed,
+                                       run_name=cfg.name(), tags={"algo": cfg.algo, "scenario": scenario})
+    started = time.monotonic()
+    wall_before = float(state.get("wall_s", 0.0))
+    with run_ctx as run:
+        run_id = run.info.run_id
+        state.update({"run_id": run_id, "name": cfg.name()})
+        last_ckpt = time.monotonic()
+        iteration = int(state.get("iterations", 0))
+        while len(book.episodes) < cfg.episodes:
+            result = algo.train()
+            book.update(result)
+            iteration += 1
+            metrics = whitelisted_metrics(result)
+            recent = [e for e in book.episodes[-10:]]
+            if recent and not book.ours:
+                metrics["charts/episodes"] = len(book.episodes)
+                if "mean_delay_s" in recent[0]:
+                    metrics["charts/mean_delay_last10_s"] = float(np.mean([e["mean_delay_s"] for e in recent]))
+            now = int(time.time() * 1000)
+            client.log_batch(run_id, metrics=[Metric(k, v, now, iteration) for k, v in metrics.items()])
+            if iteration % 10 == 0:
+                say(f"[{cfg.name()}] iter {iteration}: {len(book.episodes)}/{cfg.episodes} episodes, "
+                    f"last-10 mean delay {metrics.get('charts/mean_delay_last10_s', float('nan')):.2f} s, "
+                    f"{time.monotonic() - started:.0f} s")
+            if time.monotonic() - last_ckpt >= cfg.checkpoint_every_s:
+                _checkpoint(algo, algo_dir, state, state_file, book, iteration,
+                            wall_before + time.monotonic() - started)
+                last_ckpt = time.monotonic()
+            if cfg.max_wall_s and time.monotonic() - started > cfg.max_wall_s:
+                say(f"[{cfg.name()}] stopping at max_wall_s={cfg.max_wall_s}")
+                break
+        wall_s = wall_before + time.monotonic() - started
+        _checkpoint(algo, algo_dir, state, state_file, book, iteration, wall_s)
+        episodes = book.episodes[:cfg.episodes]
+        curve = _write_curve(run_dir, episodes, scenario, cfg)
+        mlflow.log_artifact(str(curve), "plots")
+        mlflow.log_artifact(str(run_dir / "episodes.csv"), "plots")
+        result = {"scenario": scenario, "algo": cfg.algo, "episodes": len(book.episodes),
+                  "wall_s": round(wall_s, 2), "checkpoint": str(algo_dir), "run_id": run_id}
+        last = episodes[-10:]
+        if last and "mean_delay_s" in last[0]:
+            result["final_mean_delay_s"] = float(np.mean([e["mean_delay_s"] for e in last]))
+        elif last:
+            result["final_mean_reward"] = float(np.mean([e.get("mean_reward", np.nan) for e in last]))
+        if resumed_from is not None:
+            result["resumed_from_episode"] = resumed_from
+        client.log_batch(run_id, metrics=[Metric(f"final/{k}", float(v), int(time.time() * 1000), iteration)
+                                          for k, v in result.items()
+                                          if k.startswith("final_") or k == "wall_s"])
+        if cfg.algo in DIFFUSION_ALGOS:
+            policy_dir = export_policy(algo, run_dir / "policy", scen, cfg)
+            mlflow.log_artifacts(str(policy_dir), "policy")
+            result["policy"] = str(policy_dir)
+            if cfg.register:
+                result["model_uri"] = _register(mlflow, client, run_id, scenario)
+    algo.stop()
+    return result
+
+
+def _scenario_name(config) -> str:
+    try:
+        from envs.scenarios import scenario_name
+        return scenario_name(config)
+    except ImportError:
+        return config.scenario
+
+
+def _checkpoint(algo, algo_dir: Path, state: dict, state_file: Path, book: EpisodeBook,
+                iteration: int, wall_s: float) -> None:
+    """Write the RLlib checkpoint beside the last one, then swap: a kill never leaves half of one."""
+    tmp = algo_dir.with_name("algo.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    algo.save_to_path(str(tmp))
+    old = algo_dir.with_name("algo.old")
+    if algo_dir.exists():
+        algo_dir.rename(old)
+    tmp.rename(algo_dir)
+    if old.exists():
+        shutil.rmtree(old)
+    state.update({"iterations": iteration, "episodes_done": len(book.episodes), "wall_s": wall_s})
+    if not book.ours:
+        state["episodes"] = book.extra
+    state_file.write_text(json.dumps(state))
+    _write_episodes_csv(state_file.parent / "episodes.csv", book.episodes)
+
+
+def _write_episodes_csv(path: Path, episodes: list[dict]) -> None:
+    keys = ["episode", "mean_delay_s", "mean_reward", "return", "decisions", "decisions_total"]
+    lines = [",".join(keys)]
+    for e in episodes:
+        lines.append(",".join("" if e.get(k) is None else f"{e[k]}" for k in keys))
+    path.write_text("\n".join(lines) + "\n")
+
+
+GREEDY_DELAY_S = 7.8   # dedgeai faithful, public-code figures (DESIGN.md)
+RANDOM_DELAY_S = 16.9
+
+
+def _write_curve(run_dir: Path, episodes: list[dict], scenario: str, cfg: TrainConfig) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    _write_episodes_csv(run_dir / "episodes.csv", episodes)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    delay = bool(episodes) and "mean_delay_s" in episodes[0]
+    ys = [e["mean_delay_s"] if delay else e.get("mean_reward", np.nan) for e in episodes]
+    ax.plot(range(1, len(ys) + 1), ys, label=cfg.algo)
+    if delay and scenario == "dedgeai":
+        ax.axhline(GREEDY_DELAY_S, ls="--", c="k", lw=0.8, label="greedy ~7.8 s")
+        ax.axhline(RANDOM_DELAY_S, ls=":", c="gray", lw=0.8, label="random ~16.9 s")
+    ax.set_xlabel("episode (all vectorised copies)")
+    ax.set_ylabel("mean per-task delay (s)" if delay else "mean reward per decision")
+    ax.set_title(cfg.name())
+    ax.legend()
+    fig.tight_layout()
+    path = run_dir / "learning_curve.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def export_policy(algo, folder: Path, scen, cfg: TrainConfig) -> Path:
+    """The policy artifact from the learner's module (not the runner's inference copy)."""
+    from policies.artifact import write_artifact
+
+    if folder.exists():
+        shutil.rmtree(folder)
+    module = algo.learner_group._learner.module["default_policy"]
+    store = algo._remote_or_local(lambda r: r.store)
+    return write_artifact(folder, module=module, config=scen, algorithm=cfg.algo,
+                          training_config=cfg.model_dump(mode="json"), lad_store=store)
+
+
+def _register(mlflow, client, run_id: str, scenario: str) -> str:
+    from envs.tracking import CHAMPION_ALIAS, policy_model_name
+
+    name = policy_model_name(scenario)
+    version = mlflow.register_model(f"runs:/{run_id}/policy", name)
+    client.set_registered_model_alias(name, CHAMPION_ALIAS, version.version)
+    return f"models:/{name}@{CHAMPION_ALIAS}"

@@ -1,0 +1,103 @@
+"""`aigc-edge train` end to end on a tiny dedgeai: checkpoints, resume, MLflow, artifact, evaluate.
+
+One Ray session for the module (2 CPUs, shut down at the end); tiny budgets.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+TINY = ["n_bs=4", "slots=4", "max_tasks=6"]
+FAST = {"rollout_decisions": 256, "decisions_per_update": 64, "minibatch_per_agent": 32,
+        "learning_starts": 128, "replay_capacity": 5000}
+
+
+@pytest.fixture(scope="module")
+def ray_session(tmp_path_factory):
+    home = tmp_path_factory.mktemp("home")
+    old = {k: os.environ.get(k) for k in ("AIGC_EDGE_HOME", "MLFLOW_TRACKING_URI", "RAY_USAGE_STATS_ENABLED")}
+    os.environ["AIGC_EDGE_HOME"] = str(home)
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{home / 'mlflow.db'}"
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    import ray
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield home
+    ray.shutdown()
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def _cfg(**kw):
+    from policies.training import TrainConfig
+    base = dict(scenario="dedgeai", scenario_overrides=TINY, algo="lad", episodes=4, num_envs=2,
+                training=FAST, model={"hidden": 32, "critic_hidden": 32}, checkpoint_every_s=0.5)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.mark.slow
+def test_train_registers_a_champion_that_evaluate_loads(ray_session):
+    from envs.tracking import configure_mlflow
+    from policies.algorithms import scenario_config
+    from policies.evaluation import evaluate
+    from policies.training import train
+
+    result = train(_cfg(), progress=lambda m: None)
+    assert result["episodes"] >= 4 and result["algo"] == "lad"
+    assert np.isfinite(result["final_mean_delay_s"])
+    assert os.path.isdir(result["checkpoint"])
+    mlflow = configure_mlflow()
+    run = mlflow.get_run(result["run_id"])
+    assert "charts/mean_delay_last10_s" in run.data.metrics
+    assert run.data.params["train.algo"] == "lad"
+    history = mlflow.MlflowClient().get_metric_history(result["run_id"], "charts/episodes")
+    assert len(history) >= 2                                 # one log_batch per iteration
+    config = scenario_config("dedgeai", TINY)
+    for spec in (result["policy"], result["checkpoint"], result["model_uri"]):
+        out = evaluate(config, spec, episodes=2, seed=1)
+        assert out["episodes"] == 2 and np.isfinite(out["mean_delay_s"])
+
+
+@pytest.mark.slow
+def test_resume_continues_the_episode_count_and_the_run(ray_session):
+    from policies.training import train
+
+    first = train(_cfg(algo="d2sac", episodes=2, run_name="resume-me"), progress=lambda m: None)
+    second = train(_cfg(algo="d2sac", episodes=5, run_name="resume-me"), resume=True, progress=lambda m: None)
+    assert second["resumed_from_episode"] >= 2
+    assert second["episodes"] >= 5
+    assert second["run_id"] == first["run_id"]
+    state = json.loads((ray_session / "checkpoints" / "resume-me" / "run.json").read_text())
+    assert state["episodes_done"] == second["episodes"]
+
+
+@pytest.mark.slow
+def test_faithful_multi_agent_form_trains_independent_agents(ray_session):
+    from policies.training import train
+
+    result = train(_cfg(scenario_overrides=TINY + ["form=multi-agent"], episodes=2, register=False),
+                   progress=lambda m: None)
+    spec = json.loads(open(os.path.join(result["policy"], "policy_spec.json")).read())
+    assert spec["n_agents"] == 4 and spec["form"] == "multi-agent"
+
+
+@pytest.mark.slow
+def test_rllib_baseline_counts_episodes(ray_session):
+    from policies.training import train
+
+    result = train(_cfg(algo="ppo", episodes=3, training={"train_batch_size_per_learner": 256,
+                                                          "minibatch_size": 64, "num_epochs": 1}),
+                   progress=lambda m: None)
+    assert result["episodes"] >= 3 and np.isfinite(result["final_mean_delay_s"])
+
+
+def test_cli_rejects_an_unknown_field(capsys):
+    from cluster.cli import main
+    assert main(["train", "--set", "nonsense=1"]) == 2
+    assert "nonsense" in capsys.readouterr().err
