@@ -71,7 +71,7 @@ class TrainConfig(StrictModel):
     model: dict[str, Any] = Field(default_factory=dict, description="model_config overrides (diffusion agents)")
     checkpoint_every_s: float = Field(60.0, gt=0, description="seconds between RLlib checkpoints")
     run_name: str | None = Field(None, description="checkpoint folder / MLflow run name (default: derived)")
-    register: bool = Field(True, description="register the policy artifact in the MLflow model registry")
+    register_policy: bool = Field(True, description="register the policy artifact in the MLflow model registry")
     max_wall_s: float | None = Field(None, description="stop early after this many seconds (still saves)")
 
     def name(self) -> str:
@@ -253,7 +253,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[str], None
             policy_dir = export_policy(algo, run_dir / "policy", scen, cfg)
             mlflow.log_artifacts(str(policy_dir), "policy")
             result["policy"] = str(policy_dir)
-            if cfg.register:
+            if cfg.register_policy:
                 result["model_uri"] = _register(mlflow, client, run_id, scenario)
     algo.stop()
     return result
@@ -338,7 +338,15 @@ def export_policy(algo, folder: Path, scen, cfg: TrainConfig) -> Path:
 def _register(mlflow, client, run_id: str, scenario: str) -> str:
     from envs.tracking import CHAMPION_ALIAS, policy_model_name
 
+    from mlflow.exceptions import MlflowException
+
     name = policy_model_name(scenario)
-    version = mlflow.register_model(f"runs:/{run_id}/policy", name)
+    try:
+        client.create_registered_model(name, description="aigc-edge policy artifacts (policy_spec.json + RLModule)")
+    except MlflowException:
+        pass  # already registered
+    # The artifact is a folder, not an MLflow-flavoured model: register its artifact location.
+    source = mlflow.get_artifact_uri("policy")
+    version = client.create_model_version(name, source=source, run_id=run_id)
     client.set_registered_model_alias(name, CHAMPION_ALIAS, version.version)
     return f"models:/{name}@{CHAMPION_ALIAS}"

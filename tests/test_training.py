@@ -1,6 +1,7 @@
 """`aigc-edge train` end to end on a tiny dedgeai: checkpoints, resume, MLflow, artifact, evaluate.
 
-One Ray session for the module (2 CPUs, shut down at the end); tiny budgets.
+One Ray session for the module (2 CPUs, shut down at the end); tiny budgets; run state and the
+MLflow store in the per-test temporary home of tests/conftest.py.
 """
 from __future__ import annotations
 
@@ -11,26 +12,17 @@ import numpy as np
 import pytest
 
 TINY = ["n_bs=4", "slots=4", "max_tasks=6"]
-FAST = {"rollout_decisions": 256, "decisions_per_update": 64, "minibatch_per_agent": 32,
-        "learning_starts": 128, "replay_capacity": 5000}
+FAST = {"rollout_decisions": 40, "decisions_per_update": 10, "minibatch_per_agent": 32,
+        "learning_starts": 64, "replay_capacity": 5000}
 
 
 @pytest.fixture(scope="module")
-def ray_session(tmp_path_factory):
-    home = tmp_path_factory.mktemp("home")
-    old = {k: os.environ.get(k) for k in ("AIGC_EDGE_HOME", "MLFLOW_TRACKING_URI", "RAY_USAGE_STATS_ENABLED")}
-    os.environ["AIGC_EDGE_HOME"] = str(home)
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{home / 'mlflow.db'}"
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+def ray_session():
+    """One Ray session for the module. Run state goes to conftest's per-test AIGC_EDGE_HOME."""
     import ray
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield home
+    yield
     ray.shutdown()
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
 
 
 def _cfg(**kw):
@@ -73,7 +65,8 @@ def test_resume_continues_the_episode_count_and_the_run(ray_session):
     assert second["resumed_from_episode"] >= 2
     assert second["episodes"] >= 5
     assert second["run_id"] == first["run_id"]
-    state = json.loads((ray_session / "checkpoints" / "resume-me" / "run.json").read_text())
+    from envs.tracking import checkpoints_dir
+    state = json.loads((checkpoints_dir() / "resume-me" / "run.json").read_text())
     assert state["episodes_done"] == second["episodes"]
 
 
@@ -81,7 +74,7 @@ def test_resume_continues_the_episode_count_and_the_run(ray_session):
 def test_faithful_multi_agent_form_trains_independent_agents(ray_session):
     from policies.training import train
 
-    result = train(_cfg(scenario_overrides=TINY + ["form=multi-agent"], episodes=2, register=False),
+    result = train(_cfg(scenario_overrides=TINY + ["form=multi-agent"], episodes=2, register_policy=False),
                    progress=lambda m: None)
     spec = json.loads(open(os.path.join(result["policy"], "policy_spec.json")).read())
     assert spec["n_agents"] == 4 and spec["form"] == "multi-agent"
