@@ -77,6 +77,31 @@ def uses_agents(config) -> bool:
     return getattr(config, "form", "shared") == "multi-agent"
 
 
+class LadKeys:
+    """Which decision contexts share a LAD store entry.
+
+    `faithful` (the public code): (slot, BS, position), the core's `context_key`.
+    `no-slot` (ours, dedgeai): (BS, position) only, so a context recurs ~59 times per episode
+    instead of once and its stored probability is refreshed 59x as often.
+    """
+
+    def __init__(self, core, keying: str = "faithful"):
+        self.keying = keying
+        if keying == "faithful":
+            self.size, self.modulo = core.num_context_keys, None
+        elif keying == "no-slot":
+            cfg = getattr(core, "config", None)
+            if getattr(cfg, "scenario", None) != "dedgeai":
+                raise ValueError("lad_keying=no-slot is defined for dedgeai only")
+            self.size = self.modulo = cfg.n_bs * cfg.max_tasks
+        else:
+            raise ValueError(f"unknown lad_keying {keying!r}: faithful | no-slot")
+
+    def __call__(self, core) -> np.ndarray:
+        key = core.context_key()
+        return key if self.modulo is None else key % self.modulo
+
+
 # ---- the env runner ----------------------------------------------------------------------------
 class EdgeDecisionRunner(EnvRunner, Checkpointable):
     """Samples transitions from B copies of the vectorised core with the module's exploration pass."""
@@ -98,7 +123,8 @@ class EdgeDecisionRunner(EnvRunner, Checkpointable):
         self.lad = self.module.cfg["start"] == "prior"
         A, B, E, d = self.act_space.n, self.core.num_envs, self.n_agents, self.core.layout.dim
         # LAD's historical action probability per decision context, persisted across episodes.
-        self.store = np.full((self.core.num_context_keys if self.lad else 1, A), 1.0 / A, np.float32)
+        self.keys = LadKeys(self.core, self.module.cfg.get("lad_keying", "faithful"))
+        self.store = np.full((self.keys.size if self.lad else 1, A), 1.0 / A, np.float32)
         # The open transition of every (copy, agent): closed by that agent's next decision.
         self.p_obs = np.zeros((B, E, d), np.float32)
         self.p_act = np.zeros((B, E), np.int64)
@@ -175,7 +201,7 @@ class EdgeDecisionRunner(EnvRunner, Checkpointable):
         while decided < target:
             obs = core.observe()
             agent = core.acting_agent() if E > 1 else np.zeros(B, np.int64)
-            key = core.context_key() if self.lad else np.zeros(B, np.int64)
+            key = self.keys(core) if self.lad else np.zeros(B, np.int64)
             prior = self.store[key]
             was_open = self.p_open[rows, agent]
             if was_open.any():
@@ -293,15 +319,17 @@ class DiffusionSACConfig(AlgorithmConfig):
         self.num_envs_per_env_runner = 10
         # -- SAC (CleanRL names where they exist)
         self.gamma = 0.5
-        self.tau = 0.01
-        self.actor_lr = 3e-4
+        self.tau = 0.005
+        self.grad_clip = 10.0
+        self.grad_clip_by = "global_norm"
+        self.actor_lr = 1e-3
         self.critic_lr = 1e-3
         self.alpha_lr = 3e-3
-        self.target_entropy_scale = 0.1      # target entropy = scale * log|A|
+        self.target_entropy_scale = 0.3      # target entropy = scale * log|A| (spreading load needs entropy)
         self.reward_scale = 0.1
         # -- schedule
         self.rollout_decisions = 4096        # decisions sampled per iteration (over all copies)
-        self.decisions_per_update = 512      # one SGD step per this many decisions sampled
+        self.decisions_per_update = 256      # one SGD step per this many decisions sampled
         self.minibatch_per_agent = 256       # rows per agent per SGD step
         self.replay_capacity = 200_000       # per agent
         self.learning_starts = 4096          # decisions before the first update

@@ -125,12 +125,16 @@ class DiffusionPolicy:
     @torch.no_grad()
     def probabilities(self, obs: np.ndarray, state=None) -> np.ndarray:
         x = torch.as_tensor(np.asarray(obs, np.float32)) / self.obs_scale
+        if self.model_config.get("obs_log1p", False):
+            x = torch.log1p(x.clamp(min=0.0))
         agent = None
         if self.n_agents > 1:
             if state is None:
                 raise ValueError("a multi-agent policy needs the network state (which agent acts)")
             agent = torch.as_tensor(np.asarray(state.local_target, np.int64))
         key = getattr(state, "context_key", None) if self.lad else None
+        if key is not None and self.model_config.get("lad_keying") == "no-slot":
+            key = np.asarray(key) % self.store.shape[0]
         if self.lad:
             if key is not None and self.store is not None:
                 prior = torch.as_tensor(self.store[np.asarray(key)])
@@ -155,7 +159,8 @@ def build_actor(spec: dict) -> torch.nn.Module:
     cls = DiffusionActor if cfg["actor"] == "diffusion" else MLPActor
     return cls(dim, int(spec["n_actions"]), n_agents=int(spec["n_agents"]), hidden=cfg["hidden"],
                steps=cfg["diffusion_steps"], beta_min=cfg["beta_min"], beta_max=cfg["beta_max"],
-               max_logit_scale=cfg["max_logit_scale"], learn_logit_scale=cfg["learn_logit_scale"])
+               max_logit_scale=cfg["max_logit_scale"], learn_logit_scale=cfg["learn_logit_scale"],
+               **({"activation": cfg.get("activation", "silu")} if cls is DiffusionActor else {}))
 
 
 def resolve_folder(spec: str) -> Path:
@@ -188,3 +193,27 @@ def load_policy(spec: str, config: Any) -> DiffusionPolicy:
     store_path = folder / "lad_store.npy"
     store = np.load(store_path) if store_path.is_file() else None
     return DiffusionPolicy(actor, state["obs_scale"], meta, store, name=f"{meta['algorithm']}:{folder}")
+
+
+def evaluate_with_context(config, policy: DiffusionPolicy, episodes: int = 5, seed: int | None = None) -> dict:
+    """Run `episodes` episodes (one vectorised copy each) handing LAD its decision context.
+
+    The project evaluator's NetworkState has no context key yet, so a LAD policy evaluated there
+    starts every chain from the uniform probability; this loop sets `state.context_key`.
+    """
+    from policies.algorithms import build_core
+
+    core = build_core(config, episodes, seed)
+    live = np.ones(episodes, bool)
+    delay_sum, reward_sum, n = np.zeros(episodes), np.zeros(episodes), np.zeros(episodes)
+    while live.any():
+        state = core.network_state()
+        state.context_key = core.context_key()
+        actions = policy.decide(core.observe(), state)
+        result = core.step(actions, active=None if live.all() else live)
+        delay_sum += np.where(live, result.delay_s, 0.0)
+        reward_sum += np.where(live, result.reward, 0.0)
+        n += live
+        live &= ~result.done
+    return {"episodes": episodes, "mean_delay_s": float(np.mean(delay_sum / n)),
+            "mean_reward": float(np.mean(reward_sum / n))}

@@ -59,7 +59,9 @@ class DiffusionSACLearner(TorchLearner):
             q_target = rewards + (1.0 - dones) * config.gamma * next_v
         q1_a = fwd_out["q1"].gather(-1, actions).squeeze(-1)
         q2_a = fwd_out["q2"].gather(-1, actions).squeeze(-1)
-        critic_loss = F.mse_loss(q1_a, q_target) + F.mse_loss(q2_a, q_target)
+        # Huber, not MSE: late in an overloaded episode delays reach tens of seconds, and squared
+        # errors of those drove the critic (then the policy) to diverge in our runs.
+        critic_loss = F.smooth_l1_loss(q1_a, q_target) + F.smooth_l1_loss(q2_a, q_target)
 
         # Actor: E_{a~pi}[alpha log pi(a|s) - min Q(s, a)], gradients through the whole chain.
         probs, log_p = policy_probs(fwd_out["logits"])

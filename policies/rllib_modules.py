@@ -33,15 +33,18 @@ DEFAULT_MODEL_CONFIG: dict[str, Any] = {
     "start": "noise",           # noise (D2SAC) | prior (LAD)
     "n_agents": 1,
     "hidden": 128,
+    "activation": "silu",       # of the denoiser: silu | mish (D2SAC's) | relu
     "critic_hidden": 128,
     "diffusion_steps": 5,
     "beta_min": 0.1,
     "beta_max": 10.0,
     "max_logit_scale": 10.0,
     "learn_logit_scale": True,
-    "prior_map": "raw",         # LAD: x_I = p (raw, as LAD-TS) | centered: prior_scale * (A p - 1) / (A - 1)
+    "prior_map": "centered",    # LAD: x_I = prior_scale * (A p - 1) / (A - 1) | raw: x_I = p (LAD-TS)
     "prior_scale": 1.0,
+    "lad_keying": "faithful",   # faithful: (slot, BS, position) | no-slot: (BS, position), ours
     "obs_scale": None,          # per-column divisor (the layout's `scales()`), None = 1
+    "obs_log1p": True,          # then log(1 + x): queues grow without bound under overload
     "initial_alpha": 0.05,
 }
 
@@ -63,7 +66,7 @@ class DiffusionSACModule(TorchRLModule):
         self.actor = actor_cls(obs_dim, n_actions, n_agents=self.n_agents, hidden=cfg["hidden"],
                                steps=cfg["diffusion_steps"], beta_min=cfg["beta_min"],
                                beta_max=cfg["beta_max"], max_logit_scale=cfg["max_logit_scale"],
-                               learn_logit_scale=cfg["learn_logit_scale"])
+                               learn_logit_scale=cfg["learn_logit_scale"], activation=cfg["activation"])
         self.qf = EnsembleMLP(self.n_agents, obs_dim, cfg["critic_hidden"], n_actions, activation=nn.ReLU)
         self.qf_twin = EnsembleMLP(self.n_agents, obs_dim, cfg["critic_hidden"], n_actions, activation=nn.ReLU)
         self.qf_target = copy.deepcopy(self.qf).requires_grad_(False)
@@ -80,9 +83,13 @@ class DiffusionSACModule(TorchRLModule):
             return prior_latent(prior, self.cfg)
         return torch.randn(shape) if noise else torch.zeros(shape)
 
+    def features(self, obs: torch.Tensor) -> torch.Tensor:
+        s = obs / self.obs_scale
+        return torch.log1p(s.clamp(min=0.0)) if self.cfg["obs_log1p"] else s
+
     def actor_logits(self, obs: torch.Tensor, agent: torch.Tensor | None, prior: torch.Tensor | None,
                      noise: bool = True) -> torch.Tensor:
-        s = obs / self.obs_scale
+        s = self.features(obs)
         return self.actor(s, self.start_latent(s, prior, noise), agent, noise=noise)
 
     def _agent(self, batch) -> torch.Tensor | None:
@@ -103,7 +110,7 @@ class DiffusionSACModule(TorchRLModule):
         return x if self.n_agents == 1 else x.reshape(self.n_agents, -1, *x.shape[1:])
 
     def q_values(self, obs: torch.Tensor, target: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        s = obs / self.obs_scale
+        s = self.features(obs)
         if target:
             return self.qf_target(s), self.qf_twin_target(s)
         return self.qf(s), self.qf_twin(s)
@@ -114,9 +121,9 @@ class DiffusionSACModule(TorchRLModule):
         obs, next_obs = g(batch[Columns.OBS]), g(batch[Columns.NEXT_OBS])
         prior = g(batch[PRIOR]) if PRIOR in batch else None
         next_prior = g(batch[NEXT_PRIOR]) if NEXT_PRIOR in batch else None
-        logits = self.actor(obs / self.obs_scale, self.start_latent(obs, prior, True), None, noise=True)
+        logits = self.actor(self.features(obs), self.start_latent(obs, prior, True), None, noise=True)
         with torch.no_grad():
-            next_logits = self.actor(next_obs / self.obs_scale, self.start_latent(next_obs, next_prior, True),
+            next_logits = self.actor(self.features(next_obs), self.start_latent(next_obs, next_prior, True),
                                      None, noise=True)
             next_q1, next_q2 = self.q_values(next_obs, target=True)
         q1, q2 = self.q_values(obs)

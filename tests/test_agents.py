@@ -144,3 +144,21 @@ def test_bench_policy_reports_the_cli_keys():
     out = bench_policy(argparse.Namespace(scenario="dedgeai", seconds=0.2))
     assert {"batch1_ms", "batch1024_ms", "diffusion_steps"} <= set(out)
     assert out["diffusion_steps"] == 5 and out["batch1_ms"] > 0
+
+
+def test_lad_keys_faithful_and_no_slot():
+    from policies.algorithms import LadKeys, build_core
+
+    config = _small_scenario()
+    core = build_core(config, 3, 0)
+    faithful, no_slot = LadKeys(core, "faithful"), LadKeys(core, "no-slot")
+    assert faithful.size == core.num_context_keys
+    assert no_slot.size == 4 * 5
+    seen_f, seen_n = set(), set()
+    while not core.step(np.zeros(3, np.int64)).done.any():
+        seen_f.update(faithful(core).tolist())
+        seen_n.update(no_slot(core).tolist())
+    assert max(seen_f) < faithful.size and max(seen_n) < no_slot.size
+    assert len(seen_n) < len(seen_f)              # the slot no longer separates contexts
+    with pytest.raises(ValueError, match="unknown lad_keying"):
+        LadKeys(core, "nonsense")
