@@ -325,7 +325,7 @@ class DiffusionSACConfig(AlgorithmConfig):
         self.actor_lr = 1e-3
         self.critic_lr = 1e-3
         self.alpha_lr = 3e-3
-        self.target_entropy_scale = 0.3      # target entropy = scale * log|A| (spreading load needs entropy)
+        self.target_entropy_scale = 0.65     # target entropy = scale * log|A| (spreading load needs entropy)
         self.reward_scale = 0.1
         # -- schedule
         self.rollout_decisions = 4096        # decisions sampled per iteration (over all copies)

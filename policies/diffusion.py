@@ -46,6 +46,19 @@ class EnsembleLinear(nn.Module):
         return torch.bmm(x.unsqueeze(1), w).squeeze(1) + b
 
 
+    def project(self, x: torch.Tensor, agent: torch.Tensor | None, start: int, stop: int | None,
+                bias: bool = False) -> torch.Tensor:
+        """The contribution of input columns [start, stop) only: lets a caller reuse a constant part."""
+        w = self.weight[:, start:stop]
+        if self.n_agents == 1:
+            y, b = x @ w[0], self.bias[0, 0]
+        elif x.dim() == 3:
+            y, b = torch.bmm(x, w), self.bias
+        else:
+            y, b = torch.bmm(x.unsqueeze(1), w[agent]).squeeze(1), self.bias[agent, 0]
+        return y + b if bias else y
+
+
 class EnsembleMLP(nn.Module):
     def __init__(self, n_agents: int, d_in: int, hidden: int, d_out: int, layers: int = 2,
                  activation: type[nn.Module] = nn.Mish):
@@ -110,9 +123,16 @@ class DiffusionActor(nn.Module):
     def forward(self, obs: torch.Tensor, x: torch.Tensor, agent: torch.Tensor | None = None,
                 noise: bool = True) -> torch.Tensor:
         """obs [B, d] (or [E, m, d]); x = x_I, same leading shape with A columns; -> logits."""
+        net, A, T = self.eps_model, self.n_actions, self.t_dim
+        first = net.hidden[0]
+        # eps(x_i, i, s): the first layer's state part is the same at every step; compute it once.
+        s_part = first.project(obs, agent, A + T, None, bias=True)
         for i in reversed(range(self.steps)):
-            t = self.t_emb[i].expand(*x.shape[:-1], self.t_dim)
-            eps = self.eps_model(torch.cat([x, t, obs], dim=-1), agent)
+            t = self.t_emb[i].expand(*x.shape[:-1], T)
+            h = net.act(first.project(x, agent, 0, A) + first.project(t, agent, A, A + T) + s_part)
+            for layer in net.hidden[1:]:
+                h = net.act(layer(h, agent))
+            eps = net.out(h, agent)
             # Predicted x_0, squashed to [-1, 1] (D2SAC clips; tanh keeps the gradient alive).
             x0 = torch.tanh(self.recip_sqrt_abar[i] * x - self.recipm1_sqrt_abar[i] * eps)
             x = self.post_c0[i] * x0 + self.post_ct[i] * x       # posterior mean (= x0 at i = 0)

@@ -40,7 +40,7 @@ DEFAULT_MODEL_CONFIG: dict[str, Any] = {
     "beta_max": 10.0,
     "max_logit_scale": 10.0,
     "learn_logit_scale": True,
-    "prior_map": "centered",    # LAD: x_I = prior_scale * (A p - 1) / (A - 1) | raw: x_I = p (LAD-TS)
+    "prior_map": "raw",         # LAD: x_I = p (LAD-TS) | centered: prior_scale * (A p - 1) / (A - 1)
     "prior_scale": 1.0,
     "lad_keying": "faithful",   # faithful: (slot, BS, position) | no-slot: (BS, position), ours
     "obs_scale": None,          # per-column divisor (the layout's `scales()`), None = 1

@@ -162,3 +162,24 @@ def test_lad_keys_faithful_and_no_slot():
     assert len(seen_n) < len(seen_f)              # the slot no longer separates contexts
     with pytest.raises(ValueError, match="unknown lad_keying"):
         LadKeys(core, "nonsense")
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+def test_chain_reuses_the_state_projection_exactly(grouped):
+    """The fast path (state part of the first layer computed once) equals eps(cat(x, t, s))."""
+    torch.manual_seed(0)
+    E = 3
+    actor = DiffusionActor(5, 4, n_agents=E, hidden=16, steps=3)
+    obs = torch.randn(E, 6, 5) if grouped else torch.randn(18, 5)
+    agent = None if grouped else torch.arange(E).repeat_interleave(6)
+    x = torch.randn(*obs.shape[:-1], 4)
+    fast = actor(obs, x, agent, noise=False)
+    # reference: the plain loop over eps_model(cat(...))
+    y = x
+    for i in reversed(range(actor.steps)):
+        t = actor.t_emb[i].expand(*y.shape[:-1], actor.t_dim)
+        eps = actor.eps_model(torch.cat([y, t, obs], -1), agent)
+        x0 = torch.tanh(actor.recip_sqrt_abar[i] * y - actor.recipm1_sqrt_abar[i] * eps)
+        y = actor.post_c0[i] * x0 + actor.post_ct[i] * y
+    ref = actor.scale(agent, y.dim()) * y
+    assert torch.allclose(fast, ref, atol=1e-5)
