@@ -234,6 +234,7 @@ class EdgeDecisionRunner(EnvRunner, Checkpointable):
                     rr = np.full(open_agents.size, r)
                     close(rr, open_agents, self.p_obs[rr, open_agents], self.p_prior[rr, open_agents], True)
                     self.finished.append({"mean_delay_s": self.ep_delay[r] / self.ep_len[r],
+                                          "mean_reward": self.ep_reward[r] / self.ep_len[r],
                                           "return": self.ep_reward[r], "decisions": int(self.ep_len[r]),
                                           "worker": int(self.worker_index or 0)})
                 core.reset(result.done)
@@ -528,6 +529,10 @@ def rllib_baseline_config(algo: str, env_config: dict, *, num_envs: int, num_env
     }[algo]
     defaults.update(training)
     cfg = cfg.training(**defaults)
+    if algo in ("dqn", "sac"):
+        # RLlib's default fragment (1 step per env per call) makes one train() per ~10 decisions:
+        # its per-iteration overhead then dominates 1.8M decisions. 64 steps x envs per call.
+        cfg = cfg.env_runners(rollout_fragment_length=64)
     if algo == "dqn":
         cfg = cfg.env_runners(explore=True).rl_module(model_config={"fcnet_hiddens": [128, 128]})
         cfg.epsilon = [(0, 1.0), (100_000, 0.02)]

@@ -115,8 +115,12 @@ class DiffusionPolicy:
     """
 
     def __init__(self, actor: torch.nn.Module, obs_scale: torch.Tensor, spec: dict,
-                 lad_store: np.ndarray | None, name: str):
+                 lad_store: np.ndarray | None, name: str, sample: bool = False, seed: int | None = None):
         self.actor, self.obs_scale, self.spec, self.name = actor.eval(), obs_scale, spec, name
+        # argmax (default) or a draw from pi(.|s): on dedgeai faithful the argmax herds every task
+        # of a slot onto the same servers (Qbef is not observed), so the stochastic policy is the
+        # one that balances load; see README, Agents.
+        self.sample, self.rng = sample, np.random.default_rng(seed)
         self.n_agents, self.n_actions = int(spec["n_agents"]), int(spec["n_actions"])
         self.model_config = spec["model_config"]
         self.lad = self.model_config["start"] == "prior"
@@ -150,7 +154,11 @@ class DiffusionPolicy:
         return probs
 
     def decide(self, obs: np.ndarray, state=None) -> np.ndarray:
-        return self.probabilities(obs, state).argmax(1).astype(np.int64)
+        probs = self.probabilities(obs, state)
+        if self.sample:
+            u = self.rng.random((probs.shape[0], 1))
+            return np.minimum((probs.cumsum(1) < u).sum(1), probs.shape[1] - 1).astype(np.int64)
+        return probs.argmax(1).astype(np.int64)
 
 
 def build_actor(spec: dict) -> torch.nn.Module:
@@ -182,9 +190,14 @@ def resolve_folder(spec: str) -> Path:
     raise ConfigError(f"no {SPEC_FILE} under {spec!r}: not a policy artifact written by `aigc-edge train`")
 
 
-def load_policy(spec: str, config: Any) -> DiffusionPolicy:
-    """Load a trained policy for scenario `config` (refusing a spec mismatch), without Ray."""
-    folder = resolve_folder(str(spec))
+def load_policy(spec: str, config: Any, sample: bool = False, seed: int | None = None) -> DiffusionPolicy:
+    """Load a trained policy for scenario `config` (refusing a spec mismatch), without Ray.
+
+    Acts by argmax; `sample=True` (or a spec ending in `#sample`) draws from pi(.|s) instead."""
+    spec = str(spec)
+    if spec.endswith("#sample"):
+        spec, sample = spec[: -len("#sample")], True
+    folder = resolve_folder(spec)
     meta = json.loads((folder / SPEC_FILE).read_text())
     check_spec(meta, config)
     actor = build_actor(meta)
@@ -192,7 +205,8 @@ def load_policy(spec: str, config: Any) -> DiffusionPolicy:
     actor.load_state_dict(state["actor"])
     store_path = folder / "lad_store.npy"
     store = np.load(store_path) if store_path.is_file() else None
-    return DiffusionPolicy(actor, state["obs_scale"], meta, store, name=f"{meta['algorithm']}:{folder}")
+    return DiffusionPolicy(actor, state["obs_scale"], meta, store, sample=sample, seed=seed,
+                           name=f"{meta['algorithm']}{'-sampled' if sample else ''}:{folder}")
 
 
 def evaluate_with_context(config, policy: DiffusionPolicy, episodes: int = 5, seed: int | None = None) -> dict:

@@ -240,7 +240,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[str], None
         result = {"scenario": scenario, "algo": cfg.algo, "episodes": len(book.episodes),
                   "wall_s": round(wall_s, 2), "checkpoint": str(algo_dir), "run_id": run_id}
         last = episodes[-10:]
-        if last and "mean_delay_s" in last[0]:
+        if last and "mean_delay_s" in last[0] and scen.scenario == "dedgeai":
             result["final_mean_delay_s"] = float(np.mean([e["mean_delay_s"] for e in last]))
         elif last:
             result["final_mean_reward"] = float(np.mean([e.get("mean_reward", np.nan) for e in last]))
