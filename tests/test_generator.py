@@ -254,17 +254,32 @@ def test_cli_quick_train_then_profile_sample_and_bench(tmp_path, isolated_home, 
     assert bench["images_per_s"] > 0
 
 
-@pytest.mark.slow
-def test_a_tiny_model_learns_to_follow_the_label(tmp_path):
-    """Honest check of the recipe: 150 steps on digits make class-conditional samples recognisable."""
-    from serving.generator.classifier import classify
-    from serving.generator.train import train_generator
+def held_out_loss(unet, images, labels, exit_name: str) -> float:
+    """The training objective (min-SNR-weighted v-prediction MSE) of one exit, on a fixed draw."""
+    sched = training_scheduler()
+    g = torch.Generator().manual_seed(123)
+    noise = torch.randn(images.shape, generator=g)
+    t = torch.randint(0, 1000, (len(labels),), generator=g)
+    with torch.no_grad():
+        pred = unet.eval()(sched.add_noise(images, noise, t), t, labels, exit=exit_name)
+    per_sample = ((pred - sched.get_velocity(images, noise, t)) ** 2).mean(dim=(1, 2, 3))
+    return float((min_snr_weight(sched.alphas_cumprod, t, 5.0) * per_sample).mean())
 
-    cfg = load_generator_config(overrides=QUICK_OVERRIDES + ["train.minutes=10", "train.max_steps=150"])
-    summary = train_generator(cfg, tmp_path / "m", track=False, show_progress=False, log=lambda m: None)
-    gen = load_generator(summary["model_dir"])
-    labels = np.arange(200) % 10
-    preds, _ = classify(gen.classifier, generate(gen, labels, plan="full", steps=10))
-    accuracy = (preds == labels).mean()
-    print(f"class-conditional accuracy after 150 steps: {accuracy:.3f} (chance 0.1)")
-    assert accuracy > 0.3
+
+def test_joint_training_lowers_the_held_out_loss_of_every_exit():
+    """The loop trains every exit: 60 steps on digits cut each exit's loss on held-out test images by > 10%."""
+    from serving.generator.train import build_unet, train_loop
+
+    data = data_module.load_digits()
+    cfg = load_generator_config(overrides=QUICK_OVERRIDES + ["train.minutes=10", "train.max_steps=60",
+                                                             "model.hidden_size=32", "model.depth=3",
+                                                             "model.exits=[1, 2]", "train.exit_weights=[1, 1, 1]"])
+    torch.manual_seed(0)
+    unet = build_unet(cfg, 8, 10)
+    x, y = data.test.images[:256], data.test.labels[:256]
+    before = {e: held_out_loss(unet, x, y, e) for e in unet.exit_names}
+    ema, stats = train_loop(unet, data.train.images, data.train.labels, cfg, show_progress=False)
+    after = {e: held_out_loss(unet, x, y, e) for e in unet.exit_names}
+    assert stats["steps"] == 60
+    for e in unet.exit_names:
+        assert after[e] < 0.9 * before[e], (e, before[e], after[e])
