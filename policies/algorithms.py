@@ -531,8 +531,8 @@ def rllib_baseline_config(algo: str, env_config: dict, *, num_envs: int, num_env
     cfg = cfg.training(**defaults)
     if algo in ("dqn", "sac"):
         # RLlib's default fragment (1 step per env per call) makes one train() per ~10 decisions:
-        # its per-iteration overhead then dominates 1.8M decisions. 64 steps x envs per call.
-        cfg = cfg.env_runners(rollout_fragment_length=64)
+        # its per-iteration overhead then dominates 1.8M decisions. 256 steps x envs per call.
+        cfg = cfg.env_runners(rollout_fragment_length=256)
     if algo == "dqn":
         cfg = cfg.env_runners(explore=True).rl_module(model_config={"fcnet_hiddens": [128, 128]})
         cfg.epsilon = [(0, 1.0), (100_000, 0.02)]

@@ -118,15 +118,21 @@ def init_ray(num_cpus: int | None = None):
 
 
 # ---- episode bookkeeping of the RLlib baselines -------------------------------------------------
+# Per-episode mean reward per decision of RLlib's stock env runners in this process (the local
+# runner, num_env_runners=0): RLlib's own metrics only report windowed means, and a reduce=None
+# list turned out to re-report earlier episodes. Remote runners' episodes are counted, not logged.
+FINISHED_EPISODES: list[float] = []
+
+
 def baseline_callbacks():
-    """Per-episode mean reward per decision, logged by RLlib's stock env runners."""
     from ray.rllib.callbacks.callbacks import RLlibCallback
 
     class EpisodeDelay(RLlibCallback):
-        def on_episode_end(self, *, episode, metrics_logger=None, **kwargs):
+        def on_episode_end(self, *, episode, **kwargs):
+            # RLlib may hand over an episode in chunks; the finished one carries its full length
+            # only when not chunked, so use return and length summed over the episode object.
             n = max(len(episode), 1)
-            metrics_logger.log_value("edge_episode_mean_reward", float(episode.get_return()) / n,
-                                     reduce=None, clear_on_reduce=True)
+            FINISHED_EPISODES.append(float(episode.get_return()) / n)
 
     return EpisodeDelay
 
@@ -146,9 +152,13 @@ class EpisodeBook:
     def update(self, result: dict) -> None:
         if self.ours:
             return
-        values = _get(result, ("env_runners", "edge_episode_mean_reward")) or []
-        if not isinstance(values, (list, tuple)):
-            values = [values]
+        values = list(FINISHED_EPISODES)
+        FINISHED_EPISODES.clear()
+        lifetime = _get(result, ("env_runners", "num_episodes_lifetime"))
+        if lifetime is not None:
+            # episodes finished before a resume, or on remote runners: counted, value unknown
+            for _ in range(int(lifetime) - len(self.extra) - len(values)):
+                self.extra.append({"episode": len(self.extra) + 1})
         for v in values:
             rec = {"episode": len(self.extra) + 1, "mean_reward": float(v)}
             if self.delay_is_reward:
@@ -187,7 +197,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[str], None
     if resume and algo_dir.is_dir():
         algo.restore_from_path(str(algo_dir))
         if not book.ours:
-            book.extra = list(state.get("episodes", []))
+            book.extra = [e for e in state.get("episodes", []) if state.get("book_version") == 2]
         resumed_from = len(book.episodes)
         say(f"resumed {cfg.name()} from {algo_dir}: {resumed_from} episodes done")
 
@@ -216,8 +226,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[str], None
             recent = [e for e in book.episodes[-10:]]
             if recent and not book.ours:
                 metrics["charts/episodes"] = len(book.episodes)
-                if "mean_delay_s" in recent[0]:
-                    metrics["charts/mean_delay_last10_s"] = float(np.mean([e["mean_delay_s"] for e in recent]))
+                delays = [e["mean_delay_s"] for e in recent if "mean_delay_s" in e]
+                if delays:
+                    metrics["charts/mean_delay_last10_s"] = float(np.mean(delays))
             now = int(time.time() * 1000)
             client.log_batch(run_id, metrics=[Metric(k, v, now, iteration) for k, v in metrics.items()])
             if iteration % 10 == 0:
@@ -240,10 +251,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[str], None
         result = {"scenario": scenario, "algo": cfg.algo, "episodes": len(book.episodes),
                   "wall_s": round(wall_s, 2), "checkpoint": str(algo_dir), "run_id": run_id}
         last = episodes[-10:]
-        if last and "mean_delay_s" in last[0] and scen.scenario == "dedgeai":
-            result["final_mean_delay_s"] = float(np.mean([e["mean_delay_s"] for e in last]))
+        if last and scen.scenario == "dedgeai":
+            result["final_mean_delay_s"] = float(np.nanmean([e.get("mean_delay_s", np.nan) for e in last]))
         elif last:
-            result["final_mean_reward"] = float(np.mean([e.get("mean_reward", np.nan) for e in last]))
+            result["final_mean_reward"] = float(np.nanmean([e.get("mean_reward", np.nan) for e in last]))
         if resumed_from is not None:
             result["resumed_from_episode"] = resumed_from
         client.log_batch(run_id, metrics=[Metric(f"final/{k}", float(v), int(time.time() * 1000), iteration)
@@ -282,7 +293,7 @@ def _checkpoint(algo, algo_dir: Path, state: dict, state_file: Path, book: Episo
         shutil.rmtree(old)
     state.update({"iterations": iteration, "episodes_done": len(book.episodes), "wall_s": wall_s})
     if not book.ours:
-        state["episodes"] = book.extra
+        state["episodes"], state["book_version"] = book.extra, 2
     state_file.write_text(json.dumps(state))
     _write_episodes_csv(state_file.parent / "episodes.csv", book.episodes)
 
@@ -306,8 +317,8 @@ def _write_curve(run_dir: Path, episodes: list[dict], scenario: str, cfg: TrainC
 
     _write_episodes_csv(run_dir / "episodes.csv", episodes)
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    delay = bool(episodes) and "mean_delay_s" in episodes[0]
-    ys = [e["mean_delay_s"] if delay else e.get("mean_reward", np.nan) for e in episodes]
+    delay = any("mean_delay_s" in e for e in episodes)
+    ys = [e.get("mean_delay_s", np.nan) if delay else e.get("mean_reward", np.nan) for e in episodes]
     ax.plot(range(1, len(ys) + 1), ys, label=cfg.algo)
     if delay and scenario == "dedgeai":
         ax.axhline(GREEDY_DELAY_S, ls="--", c="k", lw=0.8, label="greedy ~7.8 s")

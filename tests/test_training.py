@@ -88,6 +88,9 @@ def test_rllib_baseline_counts_episodes(ray_session):
                                                           "minibatch_size": 64, "num_epochs": 1}),
                    progress=lambda m: None)
     assert result["episodes"] >= 3 and np.isfinite(result["final_mean_delay_s"])
+    from envs.tracking import checkpoints_dir
+    csv = (checkpoints_dir() / _cfg(algo="ppo").name() / "episodes.csv").read_text().splitlines()
+    assert len(csv) - 1 == 3 and all(row.split(",")[1] for row in csv[1:])   # each with its delay
 
 
 def test_cli_rejects_an_unknown_field(capsys):

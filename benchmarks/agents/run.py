@@ -70,11 +70,21 @@ def jobs(seeds: list[int]) -> list[dict]:
                 "cfg": dict(scenario="collab-exit/urban", algo=algo, seed=seed,
                             scenario_overrides=[f"profile={ROOT / 'tests' / 'fixtures' / 'profile.json'}"])}
 
+    def collab_dense(algo, seed):
+        # collab-exit episodes are short (500 decisions): 60 of them give the default schedule
+        # (one SGD step per 256 decisions) only ~100 updates; here one per 4 decisions.
+        job = collab_fixture(algo, seed)
+        job["group"] += ", 1 update / 4 decisions"
+        job["name"] = f"collab-dense-{algo}-s{seed}"
+        job["cfg"]["training"] = {"decisions_per_update": 4, "learning_starts": 1000, "rollout_decisions": 1000}
+        return job
+
     first, rest = seeds[:1], seeds[1:]
     out = [faithful(a, s) for s in first for a in ("lad", "d2sac", "sac-mlp")]
     out += [shared("lad", s) for s in first]
     out += [collab(a, s) for s in first for a in ("lad", "d2sac")]
     out += [collab_fixture(a, s) for s in seeds for a in ("lad", "d2sac")]
+    out += [collab_dense(a, s) for s in first for a in ("lad", "d2sac")]
     out += [corrected(a, s) for s in first for a in ("lad", "d2sac")]
     out += [shared(a, s) for s in first for a in ("sac", "dqn", "ppo", "d2sac")]
     out += [faithful(a, s) for s in rest for a in ("lad", "d2sac", "sac-mlp")]
@@ -180,7 +190,7 @@ def summarise() -> None:
             se = [r.get("sampled_eval", {}).get("mean_delay_s" if delay else "mean_reward") for r in rs]
             se = [g for g in se if g is not None]
             key = "mean_delay_s" if delay else "mean_reward"
-            last30 = [np.mean([e.get(key, np.nan) for e in r["episodes_log"][:60][-30:]]) for r in rs]
+            last30 = [np.nanmean([e.get(key, np.nan) for e in r["episodes_log"][:60][-30:]]) for r in rs]
             lines.append(f"| {algo} | {len(rs)} | {np.mean(vals):.3f} +- {np.std(vals):.3f} | "
                          + ", ".join(f"{v:.2f}" for v in vals) + f" | {np.mean(last30):.3f} | "
                          + (f"{np.mean(ge):.3f}" if ge else "-") + " | "
