@@ -116,6 +116,10 @@ def run_profile(args) -> int:
     t0 = time.perf_counter()
     if args.timing_only:
         profile = load_profile(out)
+        if profile.model.hash != gen.weights_hash:
+            from envs.config import ConfigError
+            raise ConfigError(f"timing-only: {out} was measured for another model (weights sha256 "
+                              f"{profile.model.hash[:12]}, this model {gen.weights_hash[:12]}); run a full profile")
         rows = {r["plan"]: r for r in timing_table(gen, list(gen.plans), log=progress)}
         for plan in profile.plans:
             if plan.name in rows:
