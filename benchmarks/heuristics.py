@@ -25,21 +25,44 @@ DEVICE_SCENARIOS = ("collab-exit/urban", "collab-exit/rural", "collab-exit/peak"
 PUBLIC_FIGURES = {"greedy": 7.8, "random": 16.9, "local": 17.4}  # what the issue reports of the public code
 
 
-def dedgeai_table(mode: str) -> list[str]:
+def plot_episodes(per_policy: dict[str, np.ndarray], mode: str, out: Path) -> None:
+    """Per-episode mean delay of each heuristic: the spread a 5-episode figure is drawn from."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    ax.boxplot(list(per_policy.values()), tick_labels=list(per_policy), showmeans=True)
+    for i, values in enumerate(per_policy.values(), start=1):
+        ax.scatter(np.full(values.size, i) + np.linspace(-0.15, 0.15, values.size), values, s=8, alpha=0.5)
+    ax.set_ylabel("mean per-task delay of an episode (s)")
+    ax.set_title(f"dedgeai ({mode}): heuristics over 30 episodes")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def dedgeai_table(mode: str, plot_dir: Path) -> list[str]:
     preset = "dedgeai" if mode == "faithful" else "dedgeai-corrected"
     config = load_scenario(preset)
+    per_policy = {}
     lines = [f"### dedgeai, {mode} mode (mean per-task delay, s)", "",
              "| policy | first 5 episodes | 30 episodes, mean +- s.e. | public code (issue) | 5-episode deviation |",
              "|---|---:|---:|---:|---:|"]
     for policy in DEDGEAI_POLICIES:
         per_episode = np.array(evaluate(config, policy, episodes=30)["episode_mean_delay_s"])
+        per_policy[policy] = per_episode
         first5 = per_episode[:5].mean()
         se = per_episode.std(ddof=1) / np.sqrt(per_episode.size)
         known = PUBLIC_FIGURES.get(policy) if mode == "faithful" else None
         deviation = f"{first5 / known - 1:+.1%}" if known else ""
         lines.append(f"| {policy} | {first5:.3f} | {per_episode.mean():.3f} +- {se:.3f} | "
                      f"{known if known else ''} | {deviation} |")
-    return lines + [""]
+    image = plot_dir / f"heuristics-dedgeai-{mode}.png"
+    plot_episodes(per_policy, mode, image)
+    return lines + ["", f"![per-episode delays]({image.name})", ""]
 
 
 def device_table() -> list[str]:
@@ -61,14 +84,15 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/heuristics.md")
     args = parser.parse_args()
     lines = ["# Heuristic baselines", "", "Command: `.venv/bin/python benchmarks/heuristics.py`.", ""]
-    lines += dedgeai_table("faithful") + dedgeai_table("corrected")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lines += dedgeai_table("faithful", out.parent) + dedgeai_table("corrected", out.parent)
     try:
         lines += device_table()
     except ConfigError as exc:
         lines += [f"Device scenarios skipped: {exc}", ""]
     text = "\n".join(lines)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
+    out.write_text(text)
     print(text)
 
 
