@@ -39,6 +39,7 @@ class NetworkState:
     local_target: np.ndarray             # [B] the target that is 'local' for the current task
     target_available: np.ndarray         # [B, T] bool
     reward_fn: Callable[[], np.ndarray]  # -> [B, A] immediate reward of every action
+    context_key: np.ndarray | None = None  # [B] decision-context ids (LAD's store key), when known
 
     def immediate_rewards(self) -> np.ndarray:
         return self.reward_fn()

@@ -239,7 +239,7 @@ class DedgeaiCore(VectorCore):
             return -self._delay(targets, d, work, o, self.bs[:, None], self.queue, self.placed)
 
         return NetworkState(self.encoding, wait, self.bs.copy(),
-                            np.ones((self.num_envs, n_b), dtype=bool), rewards)
+                            np.ones((self.num_envs, n_b), dtype=bool), rewards, self.context_key())
 
     def context_key(self) -> np.ndarray:
         cfg = self.config

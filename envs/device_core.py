@@ -294,7 +294,7 @@ class DeviceSlotCore(VectorCore):
             task = {name: value[:, None] for name, value in self._current_task(self.rows).items()}
             return self._outcome(r, self._all_targets, self._all_plans, task)[0]
 
-        return NetworkState(self.encoding, wait, local, available, rewards)
+        return NetworkState(self.encoding, wait, local, available, rewards, self.context_key())
 
     def mean_episode_decisions(self) -> float:
         cfg = self.config

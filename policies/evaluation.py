@@ -36,7 +36,8 @@ def resolve_policy(spec: str, config: ScenarioConfig, seed: int | None = None) -
     if is_heuristic(spec):
         core = make_core(config, num_envs=1)
         return make_heuristic(spec, core.encoding, seed)
-    if not (spec.startswith(MLFLOW_URI_SCHEMES) or Path(spec).exists()):
+    location = spec.split("#", 1)[0]  # `<folder>#sample`: a loader option, not part of the path
+    if not (location.startswith(MLFLOW_URI_SCHEMES) or Path(location).exists()):
         raise ConfigError(f"policy {spec!r} is not a heuristic ({', '.join(HEURISTICS)}), "
                           "an existing checkpoint folder, or an MLflow URI (models:/..., runs:/...)")
     from policies.artifact import load_policy  # trained agents need torch; heuristics do not
