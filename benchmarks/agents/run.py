@@ -79,12 +79,20 @@ def jobs(seeds: list[int]) -> list[dict]:
         job["cfg"]["training"] = {"decisions_per_update": 4, "learning_starts": 1000, "rollout_decisions": 1000}
         return job
 
+    def collab_dense_real(algo, seed):
+        job = collab(algo, seed)
+        job["group"] += ", 1 update / 4 decisions"
+        job["name"] = f"collab-real-dense-{algo}-s{seed}"
+        job["cfg"]["training"] = {"decisions_per_update": 4, "learning_starts": 1000, "rollout_decisions": 1000}
+        return job
+
     first, rest = seeds[:1], seeds[1:]
     out = [faithful(a, s) for s in first for a in ("lad", "d2sac", "sac-mlp")]
     out += [shared("lad", s) for s in first]
     out += [collab(a, s) for s in first for a in ("lad", "d2sac")]
     out += [collab_fixture(a, s) for s in seeds for a in ("lad", "d2sac")]
     out += [collab_dense(a, s) for s in first for a in ("lad", "d2sac")]
+    out += [collab_dense_real(a, s) for s in first for a in ("lad", "d2sac")]
     out += [corrected(a, s) for s in first for a in ("lad", "d2sac")]
     out += [shared(a, s) for s in first for a in ("sac", "dqn", "ppo", "d2sac")]
     out += [faithful(a, s) for s in rest for a in ("lad", "d2sac", "sac-mlp")]
