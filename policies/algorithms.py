@@ -38,6 +38,7 @@ from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
 from ray.rllib.utils.checkpoints import Checkpointable
 from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME, WEIGHTS_SEQ_NO
 
+from envs.scenarios import load_scenario, make_core
 from policies.learners import DiffusionSACLearner
 from policies.rllib_modules import AGENT, NEXT_PRIOR, PRIOR, DiffusionSACModule
 
@@ -46,32 +47,6 @@ INPUT_ENV_SINGLE_SPACES = "__env_single__"
 
 
 # ---- scenarios ---------------------------------------------------------------------------------
-def scenario_config(scenario: str, overrides: list[str] | tuple[str, ...] = ()):
-    """The validated scenario config (the lead's `envs.scenarios`; dedgeai directly until it lands)."""
-    try:
-        from envs.scenarios import load_scenario
-    except ImportError:
-        load_scenario = None
-    if load_scenario is not None:
-        return load_scenario(scenario, tuple(overrides))
-    if scenario != "dedgeai":
-        raise ValueError(f"scenario {scenario!r} needs envs.scenarios, which is not there yet")
-    from envs.config import apply_overrides, validate
-    from envs.dedgeai import DedgeaiConfig
-    return validate(DedgeaiConfig, apply_overrides({}, overrides), source="dedgeai")
-
-
-def build_core(config, num_envs: int, seed: int | None):
-    try:
-        from envs.scenarios import make_core
-    except ImportError:
-        make_core = None
-    if make_core is not None:
-        return make_core(config, num_envs, seed)
-    from envs.dedgeai import DedgeaiCore
-    return DedgeaiCore(config, num_envs, seed)
-
-
 def uses_agents(config) -> bool:
     """Whether the scenario runs one independent agent per base station (the faithful form)."""
     return getattr(config, "form", "shared") == "multi-agent"
@@ -109,12 +84,12 @@ class EdgeDecisionRunner(EnvRunner, Checkpointable):
     def __init__(self, *, config: AlgorithmConfig, **kwargs):
         super().__init__(config=config, **kwargs)
         env_config = dict(self.config.env_config)
-        self.scenario = scenario_config(env_config["scenario"], env_config.get("overrides", ()))
+        self.scenario = load_scenario(env_config["scenario"], env_config.get("overrides", ()))
         seed = env_config.get("seed")
         index = self.worker_index or 0
         seed = None if seed is None else int(seed) + 7919 * index
         torch.manual_seed(0 if seed is None else seed)
-        self.core = build_core(self.scenario, self.config.num_envs_per_env_runner, seed)
+        self.core = make_core(self.scenario, self.config.num_envs_per_env_runner, seed)
         self.rng = np.random.default_rng(seed)
         self.n_agents = self.core.num_agents if uses_agents(self.scenario) else 1
         self.obs_space = gym.spaces.Box(-np.inf, np.inf, (self.core.layout.dim,), np.float32)
@@ -467,10 +442,10 @@ def algorithm_config(algo: str, env_config: dict, *, num_envs: int = 10, num_env
                      seed: int | None = None, training: dict | None = None, model: dict | None = None):
     """The AlgorithmConfig of `algo` on the scenario of `env_config` (scenario, overrides, seed)."""
     training = dict(training or {})
-    scen = scenario_config(env_config["scenario"], env_config.get("overrides", ()))
+    scen = load_scenario(env_config["scenario"], env_config.get("overrides", ()))
     if algo in DIFFUSION_ALGOS:
         from envs.observation import ObservationLayout  # noqa: F401  (layout scales below)
-        core = build_core(scen, 1, 0)
+        core = make_core(scen, 1, 0)
         actor, start = DIFFUSION_ALGOS[algo]
         n_agents = core.num_agents if uses_agents(scen) else 1
         cfg = (DiffusionSACConfig()
@@ -490,7 +465,7 @@ def algorithm_config(algo: str, env_config: dict, *, num_envs: int = 10, num_env
         raise ValueError(f"RLlib's stock {algo} runs the shared form only (use --set form=shared "
                          "or the sac-mlp ablation for one agent per base station)")
     return rllib_baseline_config(algo, env_config, num_envs=num_envs, num_env_runners=num_env_runners,
-                                 seed=seed, training=training, obs_scale=build_core(scen, 1, 0).layout.scales())
+                                 seed=seed, training=training, obs_scale=make_core(scen, 1, 0).layout.scales())
 
 
 def rllib_baseline_config(algo: str, env_config: dict, *, num_envs: int, num_env_runners: int,

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from envs.config import ConfigError
+from envs.scenarios import make_core, scenario_name
 from policies.diffusion import DiffusionActor, MLPActor, prior_latent
 
 SPEC_FILE = "policy_spec.json"
@@ -36,23 +37,14 @@ class PolicySpecMismatch(ConfigError):
     """The artifact was trained for another scenario, observation layout or action encoding."""
 
 
-def _scenario_name(config) -> str:
-    try:
-        from envs.scenarios import scenario_name
-        return scenario_name(config)
-    except ImportError:
-        return config.scenario
-
-
 def _core_of(config):
-    from policies.algorithms import build_core  # lazy: algorithms imports Ray
-    return build_core(config, 1, 0)
+    return make_core(config, 1, 0)
 
 
 def describe(config, core=None) -> dict:
     """The parts of a scenario a policy depends on: name, layout, encoding, profile hash, form."""
     core = core or _core_of(config)
-    return {"scenario": _scenario_name(config),
+    return {"scenario": scenario_name(config),
             "form": getattr(config, "form", None),
             "mode": getattr(config, "mode", None),
             "observation_layout": core.layout.to_json(),
@@ -207,27 +199,3 @@ def load_policy(spec: str, config: Any, sample: bool = False, seed: int | None =
     store = np.load(store_path) if store_path.is_file() else None
     return DiffusionPolicy(actor, state["obs_scale"], meta, store, sample=sample, seed=seed,
                            name=f"{meta['algorithm']}{'-sampled' if sample else ''}:{folder}")
-
-
-def evaluate_with_context(config, policy: DiffusionPolicy, episodes: int = 5, seed: int | None = None) -> dict:
-    """Run `episodes` episodes (one vectorised copy each) handing LAD its decision context.
-
-    The project evaluator's NetworkState has no context key yet, so a LAD policy evaluated there
-    starts every chain from the uniform probability; this loop sets `state.context_key`.
-    """
-    from policies.algorithms import build_core
-
-    core = build_core(config, episodes, seed)
-    live = np.ones(episodes, bool)
-    delay_sum, reward_sum, n = np.zeros(episodes), np.zeros(episodes), np.zeros(episodes)
-    while live.any():
-        state = core.network_state()
-        state.context_key = core.context_key()
-        actions = policy.decide(core.observe(), state)
-        result = core.step(actions, active=None if live.all() else live)
-        delay_sum += np.where(live, result.delay_s, 0.0)
-        reward_sum += np.where(live, result.reward, 0.0)
-        n += live
-        live &= ~result.done
-    return {"episodes": episodes, "mean_delay_s": float(np.mean(delay_sum / n)),
-            "mean_reward": float(np.mean(reward_sum / n))}

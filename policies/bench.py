@@ -25,15 +25,15 @@ def _median_ms(fn, seconds: float) -> float:
 
 
 def _policy(scenario: str, spec: str | None):
-    from policies.algorithms import build_core, scenario_config
+    from envs.scenarios import load_scenario, make_core
     from policies.artifact import DiffusionPolicy, describe, load_policy
     from policies.diffusion import DiffusionActor
     from policies.rllib_modules import DEFAULT_MODEL_CONFIG
 
-    config = scenario_config(scenario)
+    config = load_scenario(scenario)
     if spec:
         return load_policy(spec, config), config
-    core = build_core(config, 1, 0)
+    core = make_core(config, 1, 0)
     cfg = {**DEFAULT_MODEL_CONFIG, "start": "prior"}
     actor = DiffusionActor(core.layout.dim, core.encoding.n, hidden=cfg["hidden"],
                            steps=cfg["diffusion_steps"])
@@ -48,12 +48,12 @@ def bench_policy(args) -> dict:
     scenario = getattr(args, "scenario", None) or "dedgeai"
     seconds = float(getattr(args, "seconds", 2.0) or 2.0)
     policy, config = _policy(scenario, getattr(args, "policy", None))
-    from policies.algorithms import build_core
+    from envs.scenarios import make_core
 
     out = {"scenario": scenario, "threads": torch.get_num_threads(),
            "diffusion_steps": int(getattr(policy.actor, "steps", 0))}
     for batch in (1, 1024):
-        core = build_core(config, batch, 0)
+        core = make_core(config, batch, 0)
         obs, state = core.observe(), core.network_state()
         state.context_key = core.context_key()
         out[f"batch{batch}_ms"] = round(_median_ms(lambda: policy.decide(obs, state), seconds / 2), 4)

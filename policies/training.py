@@ -172,11 +172,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[str], None
     import torch
     torch.set_num_threads(1)
     from envs import tracking
-    from policies.algorithms import DIFFUSION_ALGOS, algorithm_config, scenario_config
+    from envs.scenarios import load_scenario, scenario_name
+    from policies.algorithms import DIFFUSION_ALGOS, algorithm_config
 
     say = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    scen = scenario_config(cfg.scenario, cfg.scenario_overrides)
-    scenario = _scenario_name(scen)
+    scen = load_scenario(cfg.scenario, cfg.scenario_overrides)
+    scenario = scenario_name(scen)
     run_dir = tracking.checkpoints_dir() / cfg.name()
     algo_dir, state_file = run_dir / "algo", run_dir / "run.json"
     state: dict = json.loads(state_file.read_text()) if (resume and state_file.is_file()) else {}
@@ -268,14 +269,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[str], None
                 result["model_uri"] = _register(mlflow, client, run_id, scenario)
     algo.stop()
     return result
-
-
-def _scenario_name(config) -> str:
-    try:
-        from envs.scenarios import scenario_name
-        return scenario_name(config)
-    except ImportError:
-        return config.scenario
 
 
 def _checkpoint(algo, algo_dir: Path, state: dict, state_file: Path, book: EpisodeBook,

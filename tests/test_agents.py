@@ -82,16 +82,16 @@ def test_replay_groups_rows_by_agent():
 
 
 def _small_scenario(*extra):
-    from policies.algorithms import scenario_config
-    return scenario_config("dedgeai", ["n_bs=4", "slots=3", "max_tasks=5", *extra])
+    from envs.scenarios import load_scenario
+    return load_scenario("dedgeai", ["n_bs=4", "slots=3", "max_tasks=5", *extra])
 
 
 def _module_for(config, algo_start="prior", n_agents=1):
     import gymnasium as gym
-    from policies.algorithms import build_core
+    from envs.scenarios import make_core
     from policies.rllib_modules import DiffusionSACModule
 
-    core = build_core(config, 1, 0)
+    core = make_core(config, 1, 0)
     return DiffusionSACModule(
         observation_space=gym.spaces.Box(-np.inf, np.inf, (core.layout.dim,), np.float32),
         action_space=gym.spaces.Discrete(core.encoding.n),
@@ -147,10 +147,11 @@ def test_bench_policy_reports_the_cli_keys():
 
 
 def test_lad_keys_faithful_and_no_slot():
-    from policies.algorithms import LadKeys, build_core
+    from envs.scenarios import make_core
+    from policies.algorithms import LadKeys
 
     config = _small_scenario()
-    core = build_core(config, 3, 0)
+    core = make_core(config, 3, 0)
     faithful, no_slot = LadKeys(core, "faithful"), LadKeys(core, "no-slot")
     assert faithful.size == core.num_context_keys
     assert no_slot.size == 4 * 5

@@ -36,7 +36,7 @@ def _cfg(**kw):
 @pytest.mark.slow
 def test_train_registers_a_champion_that_evaluate_loads(ray_session):
     from envs.tracking import configure_mlflow
-    from policies.algorithms import scenario_config
+    from envs.scenarios import load_scenario
     from policies.evaluation import evaluate
     from policies.training import train
 
@@ -50,7 +50,7 @@ def test_train_registers_a_champion_that_evaluate_loads(ray_session):
     assert run.data.params["train.algo"] == "lad"
     history = mlflow.MlflowClient().get_metric_history(result["run_id"], "charts/episodes")
     assert len(history) >= 2                                 # one log_batch per iteration
-    config = scenario_config("dedgeai", TINY)
+    config = load_scenario("dedgeai", TINY)
     for spec in (result["policy"], result["checkpoint"], result["model_uri"]):
         out = evaluate(config, spec, episodes=2, seed=1)
         assert out["episodes"] == 2 and np.isfinite(out["mean_delay_s"])

@@ -103,7 +103,8 @@ def jobs(seeds: list[int]) -> list[dict]:
 
 
 def run_job(job: dict, episodes: int) -> dict:
-    from policies.algorithms import DIFFUSION_ALGOS, scenario_config
+    from envs.scenarios import load_scenario
+    from policies.algorithms import DIFFUSION_ALGOS
     from policies.training import TrainConfig, train
 
     cfg = TrainConfig(**job["cfg"], episodes=episodes, run_name=f"bench-{job['name']}",
@@ -119,13 +120,13 @@ def run_job(job: dict, episodes: int) -> dict:
     result["finished_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
     result["job_wall_s"] = time.time() - t0
     if cfg.algo in DIFFUSION_ALGOS:
-        from policies.artifact import evaluate_with_context, load_policy
-        scen = scenario_config(cfg.scenario, cfg.scenario_overrides)
-        ev = evaluate_with_context(scen, load_policy(result["policy"], scen), episodes=5,
-                                   seed=10_000 + cfg.seed)
+        from policies.artifact import load_policy
+        from policies.evaluation import evaluate
+        scen = load_scenario(cfg.scenario, cfg.scenario_overrides)
+        ev = evaluate(scen, load_policy(result["policy"], scen), episodes=5, seed=10_000 + cfg.seed)
         result["greedy_eval"] = {k: ev.get(k) for k in ("mean_delay_s", "mean_reward", "episodes")}
-        ev = evaluate_with_context(scen, load_policy(result["policy"], scen, sample=True, seed=cfg.seed),
-                                   episodes=5, seed=10_000 + cfg.seed)
+        ev = evaluate(scen, load_policy(result["policy"], scen, sample=True, seed=cfg.seed),
+                      episodes=5, seed=10_000 + cfg.seed)
         result["sampled_eval"] = {k: ev.get(k) for k in ("mean_delay_s", "mean_reward", "episodes")}
     return result
 
@@ -144,8 +145,8 @@ def heuristic_reference(scenario: str, overrides: list[str], cache: dict) -> dic
     if key in cache:
         return cache[key]
     from policies.evaluation import evaluate
-    from policies.algorithms import scenario_config
-    scen = scenario_config(scenario, overrides)
+    from envs.scenarios import load_scenario
+    scen = load_scenario(scenario, overrides)
     names = ["greedy", "random", "least-loaded", "round-robin", "local"]
     ref = {}
     for name in names:
