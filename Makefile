@@ -6,6 +6,8 @@ STAMP := $(VENV)/.installed
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 export OMP_NUM_THREADS ?= 1
 export RAY_USAGE_STATS_ENABLED := 0
+# Ray 2.60 turns token auth on for new local clusters; say so, so CLI clients (job submit) use it too.
+export RAY_AUTH_MODE ?= token
 
 .PHONY: setup demo test test-fast bench ui clean
 
