@@ -70,21 +70,19 @@ def jobs(seeds: list[int]) -> list[dict]:
                 "cfg": dict(scenario="collab-exit/urban", algo=algo, seed=seed,
                             scenario_overrides=[f"profile={ROOT / 'tests' / 'fixtures' / 'profile.json'}"])}
 
-    def collab_dense(algo, seed):
+    def dense(job, name):
         # collab-exit episodes are short (500 decisions): 60 of them give the default schedule
         # (one SGD step per 256 decisions) only ~100 updates; here one per 4 decisions.
-        job = collab_fixture(algo, seed)
         job["group"] += ", 1 update / 4 decisions"
-        job["name"] = f"collab-dense-{algo}-s{seed}"
+        job["name"] = name
         job["cfg"]["training"] = {"decisions_per_update": 4, "learning_starts": 1000, "rollout_decisions": 1000}
         return job
 
+    def collab_dense(algo, seed):
+        return dense(collab_fixture(algo, seed), f"collab-dense-{algo}-s{seed}")
+
     def collab_dense_real(algo, seed):
-        job = collab(algo, seed)
-        job["group"] += ", 1 update / 4 decisions"
-        job["name"] = f"collab-real-dense-{algo}-s{seed}"
-        job["cfg"]["training"] = {"decisions_per_update": 4, "learning_starts": 1000, "rollout_decisions": 1000}
-        return job
+        return dense(collab(algo, seed), f"collab-real-dense-{algo}-s{seed}")
 
     first, rest = seeds[:1], seeds[1:]
     out = [faithful(a, s) for s in first for a in ("lad", "d2sac", "sac-mlp")]
