@@ -66,12 +66,9 @@ def trained_rows(scenario: str, episodes: int) -> list[dict]:
              "(a short run: the full 60-episode benchmark is benchmarks/agents/run.py) ...")
     started = time.monotonic()
     trained = train(config, progress=progress)
-    try:
-        import ray
+    import ray  # train() started a local Ray; the evaluation below does not need it
 
-        ray.shutdown()
-    except ImportError:
-        pass
+    ray.shutdown()
     result = evaluate(load_scenario(scenario), f"{trained['policy']}#sample", episodes=episodes)
     result["policy"] = f"lad ({DEMO_TRAIN_EPISODES} ep.)"
     result["wall_s"] = time.monotonic() - started
