@@ -109,9 +109,17 @@ class EdgeDecisionRunner(EnvRunner, Checkpointable):
         self.ep_delay = np.zeros(B)
         self.ep_reward = np.zeros(B)
         self.ep_len = np.zeros(B, np.int64)
+        # Episodes are numbered by when they START (`start`, 1-based per runner): numbering them by
+        # when they finish would put the longest (the most loaded, slowest) episodes of every
+        # round of B copies last, biasing any "last k episodes" figure upwards. Once
+        # `episode_budget` episodes have started, finished copies go idle instead of restarting.
+        self.budget = getattr(self.config, "episode_budget", None)
+        self.active = np.ones(B, bool)
+        self.ep_start = np.zeros(B, np.int64)
+        self.started = 0
         self.finished: list[dict] = []          # completed episodes since the last get_metrics
         self._weights_seq_no = 0
-        self.core.reset()
+        self.restart_episodes(done=0, next_start=1)
 
     # -- RLlib plumbing ---------------------------------------------------------------------------
     def assert_healthy(self):
@@ -155,6 +163,28 @@ class EdgeDecisionRunner(EnvRunner, Checkpointable):
     def get_checkpointable_components(self):
         return [(COMPONENT_RL_MODULE, self.module)]
 
+    def restart_episodes(self, done: int, next_start: int) -> None:
+        """Start every copy afresh: `done` episodes of this runner already finished (a resume
+        drops the ones in flight), and the next episode to start is numbered `next_start`."""
+        self.core.reset()
+        self.p_open[:] = False
+        self.ep_delay[:], self.ep_reward[:], self.ep_len[:] = 0.0, 0.0, 0
+        self.started, self.next_start = done, next_start
+        self.active[:] = False
+        self._start(np.arange(self.core.num_envs))
+
+    def _start(self, rows: np.ndarray) -> np.ndarray:
+        """Number and activate as many of `rows` as the budget allows; -> the [B] mask started."""
+        mask = np.zeros(self.core.num_envs, bool)
+        room = len(rows) if self.budget is None else max(0, min(len(rows), self.budget - self.started))
+        rows = rows[:room]
+        mask[rows] = True
+        self.active[rows] = True
+        self.ep_start[rows] = self.next_start + np.arange(room)
+        self.started += room
+        self.next_start += room
+        return mask
+
     # -- sampling ---------------------------------------------------------------------------------
     @torch.no_grad()
     def sample(self, num_timesteps: int | None = None, random_actions: bool = False, **kwargs) -> dict:
@@ -173,17 +203,17 @@ class EdgeDecisionRunner(EnvRunner, Checkpointable):
             out["prior"].append(self.p_prior[r, a]); out["next_prior"].append(next_prior)
             self.p_open[r, a] = False
 
-        while decided < target:
-            obs = core.observe()
-            agent = core.acting_agent() if E > 1 else np.zeros(B, np.int64)
-            key = self.keys(core) if self.lad else np.zeros(B, np.int64)
+        while decided < target and self.active.any():
+            live = rows if self.active.all() else rows[self.active]
+            obs = core.observe()[live]
+            agent = core.acting_agent()[live] if E > 1 else np.zeros(live.size, np.int64)
+            key = self.keys(core)[live] if self.lad else np.zeros(live.size, np.int64)
             prior = self.store[key]
-            was_open = self.p_open[rows, agent]
+            was_open = self.p_open[live, agent]
             if was_open.any():
-                r = rows[was_open]
-                close(r, agent[r], obs[r], prior[r], False)
+                close(live[was_open], agent[was_open], obs[was_open], prior[was_open], False)
             if random_actions:
-                logits = np.zeros((B, self.act_space.n), np.float32)
+                logits = np.zeros((live.size, self.act_space.n), np.float32)
             else:
                 batch = {Columns.OBS: torch.from_numpy(obs), AGENT: torch.from_numpy(agent),
                          PRIOR: torch.from_numpy(prior)}
@@ -193,29 +223,32 @@ class EdgeDecisionRunner(EnvRunner, Checkpointable):
             if self.lad:
                 z = np.exp(logits - logits.max(1, keepdims=True))
                 self.store[key] = z / z.sum(1, keepdims=True)
-            result = core.step(actions)
-            self.p_obs[rows, agent] = obs
-            self.p_act[rows, agent] = actions
-            self.p_rew[rows, agent] = result.reward
-            self.p_prior[rows, agent] = prior
-            self.p_open[rows, agent] = True
-            self.ep_delay += result.delay_s
-            self.ep_reward += result.reward
-            self.ep_len += 1
-            decided += B
-            if result.done.any():
-                for r in rows[result.done]:
+            full = np.zeros(B, np.int64)
+            full[live] = actions
+            result = core.step(full, None if live.size == B else self.active)
+            self.p_obs[live, agent] = obs
+            self.p_act[live, agent] = actions
+            self.p_rew[live, agent] = result.reward[live]
+            self.p_prior[live, agent] = prior
+            self.p_open[live, agent] = True
+            self.ep_delay[live] += result.delay_s[live]
+            self.ep_reward[live] += result.reward[live]
+            self.ep_len[live] += 1
+            decided += live.size
+            ended = live[result.done[live]]
+            if ended.size:
+                for r in ended:
                     open_agents = np.flatnonzero(self.p_open[r])
                     rr = np.full(open_agents.size, r)
                     close(rr, open_agents, self.p_obs[rr, open_agents], self.p_prior[rr, open_agents], True)
                     self.finished.append({"mean_delay_s": self.ep_delay[r] / self.ep_len[r],
                                           "mean_reward": self.ep_reward[r] / self.ep_len[r],
                                           "return": self.ep_reward[r], "decisions": int(self.ep_len[r]),
-                                          "worker": int(self.worker_index or 0)})
-                core.reset(result.done)
-                self.ep_delay[result.done] = 0.0
-                self.ep_reward[result.done] = 0.0
-                self.ep_len[result.done] = 0
+                                          "worker": int(self.worker_index or 0),
+                                          "start": int(self.ep_start[r])})
+                self.active[ended] = False
+                self.ep_delay[ended], self.ep_reward[ended], self.ep_len[ended] = 0.0, 0.0, 0
+                core.reset(self._start(ended))
         self.num_env_steps_sampled_lifetime += decided
         cat = {k: np.concatenate(v) for k, v in out.items() if v}
         cat["decisions"] = decided
@@ -310,6 +343,7 @@ class DiffusionSACConfig(AlgorithmConfig):
         self.replay_capacity = 200_000       # per agent
         self.learning_starts = 4096          # decisions before the first update
         self.random_decisions = 0            # uniform-random decisions at the start
+        self.episode_budget = None           # per runner: episodes to start, then idle (None: no end)
         # -- model
         self.model_overrides: dict[str, Any] = {}
         self.actor_kind = "diffusion"
@@ -319,7 +353,8 @@ class DiffusionSACConfig(AlgorithmConfig):
         own = {k: kwargs.pop(k) for k in list(kwargs) if k in (
             "actor_lr", "critic_lr", "alpha_lr", "target_entropy_scale", "reward_scale", "tau",
             "rollout_decisions", "decisions_per_update", "minibatch_per_agent", "replay_capacity",
-            "learning_starts", "random_decisions", "model_overrides", "actor_kind", "start")}
+            "learning_starts", "random_decisions", "model_overrides", "actor_kind", "start",
+            "episode_budget")}
         for k, v in own.items():
             setattr(self, k, v)
         return super().training(**kwargs)
@@ -377,13 +412,14 @@ class DiffusionSAC(Algorithm):
         sample_s = time.perf_counter() - t0
         new = 0
         for data, finished in samples:
-            self.replay.add(data)
+            if "agent" in data:
+                self.replay.add(data)
             new += data["decisions"]
             for ep in finished:
-                ep["episode"] = len(self.episodes) + 1
                 ep["decisions_total"] = self.decisions + new
                 self.episodes.append(ep)
         self.decisions += new
+        self._number_episodes()
 
         learn_s, learner_results = 0.0, None
         m = cfg.minibatch_per_agent
@@ -413,6 +449,12 @@ class DiffusionSAC(Algorithm):
             if recent else float("nan"),
         }, window=1)
 
+    def _number_episodes(self) -> None:
+        """Keep `episodes` in the order the episodes started (ties across runners by worker)."""
+        self.episodes.sort(key=lambda e: (e.get("start", 0), e.get("worker", 0)))
+        for i, ep in enumerate(self.episodes):
+            ep["episode"] = i + 1
+
     # -- checkpoint: the episode log and counters travel with the RLlib checkpoint -----------------
     def get_state(self, components=None, *, not_components=None, **kwargs):
         state = super().get_state(components, not_components=not_components, **kwargs)
@@ -430,6 +472,15 @@ class DiffusionSAC(Algorithm):
             store = edge["lad_store"]
             self.env_runner_group.foreach_env_runner(lambda r: r.set_state({"lad_store": store}),
                                                      local_env_runner=True)
+            # The episodes in flight at the checkpoint are gone: every runner starts afresh,
+            # numbering on from its own finished ones.
+            runs: dict[int, list[int]] = {}
+            for ep in self.episodes:
+                runs.setdefault(ep.get("worker", 0), []).append(ep.get("start", 0))
+            self.env_runner_group.foreach_env_runner(
+                lambda r: r.restart_episodes(done=len(runs.get(r.worker_index or 0, [])),
+                                             next_start=max(runs.get(r.worker_index or 0, [0])) + 1),
+                local_env_runner=True)
 
 
 # ---- registry ----------------------------------------------------------------------------------

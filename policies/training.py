@@ -4,6 +4,8 @@ Order of things (what `train` does, top to bottom):
 1. Build the RLlib algorithm of `TrainConfig.algo` (policies/algorithms.py) on Ray (local, or
    the cluster of RAY_ADDRESS), or restore it from the run's last checkpoint with `resume`.
 2. Iterate `algo.train()` until `episodes` simulated episodes finished (every copy counts).
+   Our algorithms start exactly `episodes` episodes and number them in the order they start
+   (see EdgeDecisionRunner), so "the last 10" are the last 10 started, not the slowest to end.
    After each iteration: one MLflow `log_batch` with a whitelist of metrics; every
    `checkpoint_every_s` seconds an RLlib checkpoint (written beside, then swapped in).
 3. At the end: the last checkpoint, the learning curve (per-episode mean delay or reward, PNG +
@@ -190,7 +192,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[str], None
     algo_cfg = algorithm_config(cfg.algo, env_config, num_envs=cfg.num_envs,
                                 num_env_runners=cfg.num_env_runners, seed=cfg.seed,
                                 training=cfg.training, model=cfg.model)
-    if cfg.algo not in DIFFUSION_ALGOS:
+    if cfg.algo in DIFFUSION_ALGOS:
+        # Start exactly `episodes` episodes (split over the runners), so the run ends when they
+        # finish and no episode is cut short or left out of the numbering.
+        algo_cfg.training(episode_budget=-(-cfg.episodes // max(1, cfg.num_env_runners)))
+    else:
         algo_cfg = algo_cfg.callbacks(baseline_callbacks())
     algo = algo_cfg.build_algo()
     book = EpisodeBook(algo, delay_is_reward=scen.scenario == "dedgeai")
@@ -292,7 +298,7 @@ def _checkpoint(algo, algo_dir: Path, state: dict, state_file: Path, book: Episo
 
 
 def _write_episodes_csv(path: Path, episodes: list[dict]) -> None:
-    keys = ["episode", "mean_delay_s", "mean_reward", "return", "decisions", "decisions_total"]
+    keys = ["episode", "mean_delay_s", "mean_reward", "return", "decisions", "decisions_total", "start", "worker"]
     lines = [",".join(keys)]
     for e in episodes:
         lines.append(",".join("" if e.get(k) is None else f"{e[k]}" for k in keys))
