@@ -66,3 +66,21 @@ def test_bad_names_are_refused_with_the_choices():
         make_heuristic("fixed-exit:exit9", ENCODING)
     with pytest.raises(ValueError, match="full network state"):
         make_heuristic("greedy", ENCODING).decide(np.zeros((1, 1)))
+
+
+def test_collab_reward_bound_is_above_every_heuristic():
+    import importlib.util
+    from pathlib import Path
+
+    from envs.scenarios import load_scenario
+    from policies.evaluation import evaluate
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "agents" / "collab_bound.py"
+    spec = importlib.util.spec_from_file_location("collab_bound", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = load_scenario("collab-exit/urban", ["slots=20"])
+    bound = module.task_bound(config, episodes=3, seed=5)
+    for name in ("greedy", "random", "local"):
+        assert evaluate(config, name, episodes=3, seed=5)["mean_reward"] <= bound
+    assert bound <= 1.0                       # quality is an accuracy ratio

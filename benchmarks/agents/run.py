@@ -57,6 +57,14 @@ def jobs(seeds: list[int]) -> list[dict]:
         return {"group": "dedgeai shared (one policy)", "name": f"shared-{algo}-s{seed}",
                 "cfg": dict(scenario="dedgeai", scenario_overrides=SHARED, algo=algo, seed=seed)}
 
+    def shared_tuned_sac(seed):
+        # RLlib SAC's target_entropy "auto" is -1 for a Discrete space: alpha then falls for
+        # ever and the near-greedy policy herds tasks. Ours is 0.65 log 20: give it the same.
+        job = shared("sac", seed)
+        job.update(name=f"shared-sac-tuned-s{seed}", label="sac (target entropy 0.65 log 20)")
+        job["cfg"]["training"] = {"target_entropy": float(0.65 * np.log(20))}
+        return job
+
     def corrected(algo, seed):
         return {"group": "dedgeai corrected (shared)", "name": f"corrected-{algo}-s{seed}",
                 "cfg": dict(scenario="dedgeai-corrected", scenario_overrides=SHARED, algo=algo, seed=seed)}
@@ -94,7 +102,8 @@ def jobs(seeds: list[int]) -> list[dict]:
     out += [collab_fixture(a, s) for s in seeds for a in ("lad", "d2sac")]
     out += [collab_dense(a, s) for s in first for a in ("lad", "d2sac")]
     out += [collab_dense_real(a, s) for s in first for a in ("lad", "d2sac")]
-    out += [shared(a, s) for s in first for a in ("sac", "dqn", "ppo", "d2sac")]
+    out += [shared_tuned_sac(s) for s in first] + [shared("ppo", s) for s in first]
+    out += [shared(a, s) for s in first for a in ("sac", "dqn", "d2sac")]
     out += [shared(a, s) for s in rest for a in ("lad", "d2sac", "sac", "dqn", "ppo")]
     out += [collab(a, s) for s in rest for a in ("lad", "d2sac")]
     out += [corrected(a, s) for s in rest for a in ("lad", "d2sac")]
@@ -113,7 +122,7 @@ def run_job(job: dict, episodes: int) -> dict:
     t0 = time.time()
     result = train(cfg, resume=resume)
     result["job"], result["group"] = job["name"], job["group"]
-    result["algo"], result["seed"] = cfg.algo, cfg.seed
+    result["algo"], result["seed"] = job.get("label", cfg.algo), cfg.seed
     run_dir = checkpoints_dir() / cfg.name()
     result["episodes_log"] = _read_episodes(run_dir / "episodes.csv")
     result["finished_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
