@@ -116,10 +116,13 @@ class EdgeDecisionRunner(EnvRunner, Checkpointable):
         self.budget = getattr(self.config, "episode_budget", None)
         self.active = np.ones(B, bool)
         self.ep_start = np.zeros(B, np.int64)
-        self.started = 0
+        self.started, self.next_start = 0, 1
         self.finished: list[dict] = []          # completed episodes since the last get_metrics
         self._weights_seq_no = 0
-        self.restart_episodes(done=0, next_start=1)
+        # The core drew its first B episodes when built; every reset draws the next ones in row
+        # order, so episode number k is the k-th the core's seeded stream produced (the k-th of
+        # `aigc-edge evaluate` with the same seed: runs can be compared episode by episode).
+        self._start(np.arange(B))
 
     # -- RLlib plumbing ---------------------------------------------------------------------------
     def assert_healthy(self):
@@ -165,7 +168,8 @@ class EdgeDecisionRunner(EnvRunner, Checkpointable):
 
     def restart_episodes(self, done: int, next_start: int) -> None:
         """Start every copy afresh: `done` episodes of this runner already finished (a resume
-        drops the ones in flight), and the next episode to start is numbered `next_start`."""
+        drops the ones in flight), and the next episode to start is numbered `next_start`.
+        (A resumed runner's new core replays its seeded stream from the start.)"""
         self.core.reset()
         self.p_open[:] = False
         self.ep_delay[:], self.ep_reward[:], self.ep_len[:] = 0.0, 0.0, 0

@@ -47,27 +47,28 @@ def resolve_policy(spec: str, config: ScenarioConfig, seed: int | None = None) -
 
 def run_episodes(config: ScenarioConfig, policy: Policy, episodes: int, seed: int | None = None,
                  progress: bool = False) -> EpisodeLog:
+    """`episodes` episodes, up to MAX_PARALLEL_EPISODES at a time on ONE core: episode k is the
+    k-th the core draws (a fresh core per round would replay the same seeded episodes)."""
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     log = EpisodeLog()
+    core = make_core(config, num_envs=min(episodes, MAX_PARALLEL_EPISODES), seed=seed)
     done_episodes = 0
-    core = None
     while done_episodes < episodes:
-        batch = min(episodes - done_episodes, MAX_PARALLEL_EPISODES)
-        if core is None or core.num_envs != batch:
-            core = make_core(config, num_envs=batch, seed=seed)
-        else:
-            core.reset()
-        _run_round(core, policy, log, progress, done_episodes, episodes)
+        batch = min(episodes - done_episodes, core.num_envs)
+        if done_episodes:
+            core.reset(np.arange(core.num_envs) < batch)
+        _run_round(core, policy, log, progress, done_episodes, episodes, batch)
         done_episodes += batch
     return log
 
 
-def _run_round(core, policy: Policy, log: EpisodeLog, progress: bool, before: int, total: int) -> None:
-    """Run every copy of `core` through one episode; inactive copies stop where they finished."""
-    B = core.num_envs
+def _run_round(core, policy: Policy, log: EpisodeLog, progress: bool, before: int, total: int,
+               copies: int) -> None:
+    """Run the first `copies` copies of `core` through one episode; each stops where it finished."""
+    B = copies
     trace: dict[str, list[np.ndarray]] = {"live": [], "delay": [], "reward": [], "quality": [], "missed": []}
-    live = np.ones(B, dtype=bool)
+    live = np.arange(core.num_envs) < copies
     steps, started, expected = 0, time.monotonic(), core.mean_episode_decisions()
     while live.any():
         actions = core.encoding.check(policy.decide(core.observe(), core.network_state()))
@@ -107,6 +108,7 @@ def summarise(log: EpisodeLog, scenario: str, policy: str, has_quality: bool,
         "deadline_miss_rate": float(np.concatenate(log.missed).mean()) if has_deadlines else None,
         "mean_reward": float(np.concatenate(log.rewards).mean()),
         "episode_mean_delay_s": [float(d.mean()) for d in log.delays],
+        "episode_mean_reward": [float(r.mean()) for r in log.rewards],
         "decisions": int(delays.size),
     }
 

@@ -208,3 +208,32 @@ def test_runner_starts_exactly_the_budget_and_numbers_by_start():
     # the episodes have random lengths, so finishing order differs from starting order somewhere
     lengths = {e["start"]: e["decisions"] for e in finished}
     assert len(set(lengths.values())) > 1
+
+
+def test_training_episodes_are_the_evaluation_episodes_of_the_same_seed(monkeypatch):
+    """Episode k of a run is the k-th episode `evaluate` plays with the same seed, however many
+    copies either runs at once: a run's last episodes can be compared with a heuristic on
+    exactly those episodes."""
+    from envs.scenarios import load_scenario
+    from policies import evaluation
+    from policies.algorithms import EdgeDecisionRunner, algorithm_config
+
+    overrides = ["n_bs=3", "slots=3", "max_tasks=6"]
+    env_config = {"scenario": "dedgeai", "overrides": overrides, "seed": 11}
+    cfg = algorithm_config("d2sac", env_config, num_envs=2, seed=11, model={"hidden": 8, "critic_hidden": 8})
+    cfg.training(episode_budget=5)
+    runner = EdgeDecisionRunner(config=cfg)
+    finished = []
+    while runner.active.any():
+        runner.sample(num_timesteps=20)
+        finished += runner.get_metrics()
+    by_start = {e["start"]: e["decisions"] for e in finished}
+
+    config = load_scenario("dedgeai", overrides)
+    greedy = evaluation.resolve_policy("greedy", config)
+    for parallel in (32, 2):          # one round of 5, or rounds of 2, 2, 1 on the same core
+        monkeypatch.setattr(evaluation, "MAX_PARALLEL_EPISODES", parallel)
+        log = evaluation.run_episodes(config, greedy, episodes=5, seed=11)
+        # decisions per episode = its task count, drawn by the stream whatever the policy does
+        assert [len(d) for d in log.delays] == [by_start[k] for k in range(1, 6)]
+    assert len(set(by_start.values())) > 1
