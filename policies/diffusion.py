@@ -21,6 +21,7 @@ one independent agent per base station, no parameter sharing) evaluated in one b
 from __future__ import annotations
 
 import math
+from itertools import islice
 
 import torch
 import torch.nn.functional as F
@@ -144,7 +145,7 @@ class DiffusionActor(nn.Module):
         for i in reversed(range(self.steps)):
             t = self.t_emb[i].expand(*x.shape[:-1], T)
             h = net.act(first.project(x, agent, 0, A) + first.project(t, agent, A, A + T) + s_part)
-            for layer in net.hidden[1:]:
+            for layer in islice(net.hidden, 1, None):   # (slicing a ModuleList builds a new one)
                 h = net.act(layer(h, agent))
             eps = net.out(h, agent)
             # Predicted x_0, squashed to [-1, 1] (D2SAC clips; tanh keeps the gradient alive).
