@@ -56,6 +56,14 @@ def jobs(seeds: list[int]) -> list[dict]:
         return {"group": "dedgeai shared (one policy)", "name": f"shared-{algo}-s{seed}",
                 "cfg": dict(scenario="dedgeai", scenario_overrides=SHARED, algo=algo, seed=seed)}
 
+    def faithful_no_slot(seed):
+        # Our LAD keying beside the faithful one: (BS, position) without the slot, so a context
+        # recurs ~59 times per episode and its stored probability is refreshed that often.
+        job = faithful("lad", seed)
+        job.update(name=f"faithful-lad-noslot-s{seed}", label="lad (no-slot keying)")
+        job["cfg"]["model"]["lad_keying"] = "no-slot"
+        return job
+
     def shared_tuned_sac(seed):
         # RLlib SAC's target_entropy "auto" is -1 for a Discrete space: alpha then falls for
         # ever and the near-greedy policy herds tasks. Ours is 0.65 log 20: give it the same.
@@ -85,6 +93,7 @@ def jobs(seeds: list[int]) -> list[dict]:
 
     first, rest = seeds[:1], seeds[1:]
     out = [faithful(a, s) for s in seeds for a in ("lad", "d2sac", "sac-mlp")]
+    out += [faithful_no_slot(s) for s in seeds]
     out += [shared("lad", s) for s in first]
     out += [corrected(a, s) for s in first for a in ("lad", "d2sac", "sac-mlp")]
     out += [collab(a, s) for s in first for a in ("lad", "d2sac")]
