@@ -97,7 +97,7 @@ class EdgeDecisionRunner(EnvRunner, Checkpointable):
         self.module = self.config.get_rl_module_spec(spaces=self.get_spaces(), inference_only=True).build()
         # The module's own _forward_exploration (sample() already runs under no_grad): RLlib's
         # public forward_exploration toggles eval()/train() over the whole module tree on every
-        # call, a quarter of the sampling time here (benchmarks/agents/sampling_speed.py).
+        # call: 6-10% of the sampling time here (benchmarks/agents/sampling_speed.py).
         self.explore = self.module._forward_exploration
         self.lad = self.module.cfg["start"] == "prior"
         A, B, E, d = self.act_space.n, self.core.num_envs, self.n_agents, self.core.layout.dim
@@ -118,7 +118,7 @@ class EdgeDecisionRunner(EnvRunner, Checkpointable):
         # round of B copies last, biasing any "last k episodes" figure upwards. Once
         # `episode_budget` episodes have started, finished copies go idle instead of restarting.
         self.budget = getattr(self.config, "episode_budget", None)
-        self.active = np.ones(B, bool)
+        self.active = np.zeros(B, bool)
         self.ep_start = np.zeros(B, np.int64)
         self.started, self.next_start = 0, 1
         self.finished: list[dict] = []          # completed episodes since the last get_metrics
