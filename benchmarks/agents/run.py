@@ -102,7 +102,7 @@ def jobs(seeds: list[int]) -> list[dict]:
     out += [shared(a, s) for s in first for a in ("sac", "dqn", "d2sac")]
     out += [shared(a, s) for s in rest for a in ("lad", "d2sac", "sac", "dqn", "ppo")]
     out += [collab(a, s) for s in rest for a in ("lad", "d2sac")]
-    out += [corrected(a, s) for s in rest for a in ("lad", "d2sac")]
+    out += [corrected(a, s) for s in rest for a in ("lad", "d2sac", "sac-mlp")]
     return out
 
 
