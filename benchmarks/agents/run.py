@@ -17,6 +17,7 @@ spread over seeds. Diffusion agents are also evaluated greedily (argmax) on 5 fr
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -124,7 +125,7 @@ def run_job(job: dict, episodes: int) -> dict:
     result["finished_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
     result["job_wall_s"] = time.time() - t0
     if cfg.algo in DIFFUSION_ALGOS:
-        result["greedy_same_episodes"] = greedy_on_run_episodes(cfg.scenario, cfg.scenario_overrides,
+        result["greedy_same_episodes"] = greedy_on_run_episodes(cfg.scenario, tuple(cfg.scenario_overrides),
                                                                 cfg.seed, episodes)
         from policies.artifact import load_policy
         from policies.evaluation import evaluate
@@ -137,7 +138,8 @@ def run_job(job: dict, episodes: int) -> dict:
     return result
 
 
-def greedy_on_run_episodes(scenario: str, overrides: list[str], seed: int, episodes: int) -> list[dict]:
+@functools.lru_cache(maxsize=None)     # the algorithms of one seed share their episodes
+def greedy_on_run_episodes(scenario: str, overrides: tuple[str, ...], seed: int, episodes: int) -> list[dict]:
     """Greedy on exactly the episodes a run of our agents saw: episode k of a run is the k-th its
     runner's seeded core drew, and so the k-th `evaluate` plays with the same seed (tested)."""
     from envs.scenarios import load_scenario
