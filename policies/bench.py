@@ -54,8 +54,7 @@ def bench_policy(args) -> dict:
            "diffusion_steps": int(getattr(policy.actor, "steps", 0))}
     for batch in (1, 1024):
         core = make_core(config, batch, 0)
-        obs, state = core.observe(), core.network_state()
-        state.context_key = core.context_key()
+        obs, state = core.observe(), core.network_state()    # the state carries LAD's context key
         out[f"batch{batch}_ms"] = round(_median_ms(lambda: policy.decide(obs, state), seconds / 2), 4)
     out["batch1024_decisions_per_s"] = round(1024 / (out["batch1024_ms"] / 1000.0))
     return out

@@ -252,7 +252,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[str], None
         wall_s = wall_before + time.monotonic() - started
         _checkpoint(algo, algo_dir, state, state_file, book, iteration, wall_s)
         episodes = book.episodes[:cfg.episodes]
-        curve = _write_curve(run_dir, episodes, scenario, cfg)
+        curve = _write_curve(run_dir, episodes, scen, cfg)
         mlflow.log_artifact(str(curve), "plots")
         mlflow.log_artifact(str(run_dir / "episodes.csv"), "plots")
         result = {"scenario": scenario, "algo": cfg.algo, "episodes": len(book.episodes),
@@ -309,7 +309,7 @@ GREEDY_DELAY_S = 7.8   # dedgeai faithful, public-code figures (DESIGN.md)
 RANDOM_DELAY_S = 16.9
 
 
-def _write_curve(run_dir: Path, episodes: list[dict], scenario: str, cfg: TrainConfig) -> Path:
+def _write_curve(run_dir: Path, episodes: list[dict], scen, cfg: TrainConfig) -> Path:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -319,7 +319,7 @@ def _write_curve(run_dir: Path, episodes: list[dict], scenario: str, cfg: TrainC
     delay = any("mean_delay_s" in e for e in episodes)
     ys = [e.get("mean_delay_s", np.nan) if delay else e.get("mean_reward", np.nan) for e in episodes]
     ax.plot(range(1, len(ys) + 1), ys, label=cfg.algo)
-    if delay and scenario == "dedgeai":
+    if delay and getattr(scen, "mode", None) == "faithful":     # the figures are faithful mode's
         ax.axhline(GREEDY_DELAY_S, ls="--", c="k", lw=0.8, label="greedy ~7.8 s")
         ax.axhline(RANDOM_DELAY_S, ls=":", c="gray", lw=0.8, label="random ~16.9 s")
     ax.set_xlabel("episode (all vectorised copies)")

@@ -12,7 +12,8 @@ share the work (each run is owned by one process through a lock file).
 
 Metric (as the issue defines it): mean per-task delay of each training episode (every simulated
 episode counts, across the vectorised copies), mean of the last 10 of 60 episodes, then mean and
-spread over seeds. Diffusion agents are also evaluated greedily (argmax) on 5 fresh episodes.
+spread over seeds. Our agents' final policies are also evaluated on 5 fresh episodes (by argmax
+and by sampling), and greedy is run on exactly each run's episodes (the paired reference).
 """
 from __future__ import annotations
 
@@ -81,16 +82,13 @@ def jobs(seeds: list[int]) -> list[dict]:
         return {"group": "collab-exit/urban", "name": f"collab-{algo}-s{seed}",
                 "cfg": dict(scenario="collab-exit/urban", algo=algo, seed=seed)}
 
-    def dense(job, name):
+    def collab_dense(algo, seed):
         # collab-exit episodes are short (500 decisions): 60 of them give the default schedule
         # (one SGD step per 256 decisions) only ~100 updates; here one per 4 decisions.
-        job["group"] += ", 1 update / 4 decisions"
-        job["name"] = name
+        job = collab(algo, seed)
+        job.update(group=job["group"] + ", 1 update / 4 decisions", name=f"collab-real-dense-{algo}-s{seed}")
         job["cfg"]["training"] = {"decisions_per_update": 4, "learning_starts": 1000, "rollout_decisions": 1000}
         return job
-
-    def collab_dense_real(algo, seed):
-        return dense(collab(algo, seed), f"collab-real-dense-{algo}-s{seed}")
 
     first, rest = seeds[:1], seeds[1:]
     out = [faithful(a, s) for s in seeds for a in ("lad", "d2sac", "sac-mlp")]
@@ -98,7 +96,7 @@ def jobs(seeds: list[int]) -> list[dict]:
     out += [shared("lad", s) for s in first]
     out += [corrected(a, s) for s in first for a in ("lad", "d2sac", "sac-mlp")]
     out += [collab(a, s) for s in first for a in ("lad", "d2sac")]
-    out += [collab_dense_real(a, s) for s in first for a in ("lad", "d2sac")]
+    out += [collab_dense(a, s) for s in first for a in ("lad", "d2sac")]
     out += [shared_tuned_sac(s) for s in first] + [shared("ppo", s) for s in first]
     out += [shared(a, s) for s in first for a in ("sac", "dqn", "d2sac")]
     out += [shared(a, s) for s in rest for a in ("lad", "d2sac", "sac", "dqn", "ppo")]
