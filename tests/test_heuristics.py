@@ -68,19 +68,56 @@ def test_bad_names_are_refused_with_the_choices():
         make_heuristic("greedy", ENCODING).decide(np.zeros((1, 1)))
 
 
-def test_collab_reward_bound_is_above_every_heuristic():
+def _benchmark_module(name: str):
+    """A script of benchmarks/agents/ (not a package) imported by path."""
     import importlib.util
     from pathlib import Path
 
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "agents" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_collab_reward_bound_is_above_every_heuristic():
     from envs.scenarios import load_scenario
     from policies.evaluation import evaluate
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "agents" / "collab_bound.py"
-    spec = importlib.util.spec_from_file_location("collab_bound", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _benchmark_module("collab_bound")
     config = load_scenario("collab-exit/urban", ["slots=20"])
     bound = module.task_bound(config, episodes=3, seed=5)
     for name in ("greedy", "random", "local"):
         assert evaluate(config, name, episodes=3, seed=5)["mean_reward"] <= bound
     assert bound <= 1.0                       # quality is an accuracy ratio
+
+
+@pytest.mark.parametrize("preset", ["dedgeai", "dedgeai-corrected"])
+def test_size_split_small_work_matches_the_simulated_tasks(preset):
+    from envs.scenarios import load_scenario, make_core
+
+    split = _benchmark_module("size_split")
+    config = load_scenario(preset)
+    core = make_core(config, num_envs=400, seed=3)     # 400 independent first slots
+    position = np.arange(config.max_tasks)[None, None, :]
+    present = position < core.counts[:, :, None]
+    work = core.work if config.mode == "corrected" else np.broadcast_to(core.position_work, present.shape)
+    for theta in (1.0, 2.0):
+        simulated = (work * present * (work <= theta)).sum() / core.num_envs
+        assert simulated == pytest.approx(split.small_work_per_slot(config, theta), rel=0.03)
+
+
+def test_size_split_beats_greedy_on_the_same_overloaded_episodes():
+    from envs.scenarios import load_scenario
+
+    split = _benchmark_module("size_split")
+    config = load_scenario("dedgeai-corrected", ["slots=20"])
+    rule = split.SizeSplit(config, theta=1.5)
+    assert 0 < rule.small_pool.sum() < config.n_bs
+    assert rule.small_pool_gcycles >= rule.small_work_gcycles    # the pool covers the small work
+    rows = split.compare(config, [rule], episodes=2, seed=4)
+    assert rows[0]["policy"] == "greedy" and rows[1]["ratio"] < 0.95
+    with pytest.raises(ValueError, match="theta must be > 0"):
+        split.SizeSplit(config, theta=0.0)
+    with pytest.raises(ValueError, match="choose a smaller theta"):
+        split.SizeSplit(config, theta=100.0)

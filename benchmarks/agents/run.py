@@ -78,6 +78,15 @@ def jobs(seeds: list[int]) -> list[dict]:
         return {"group": "dedgeai corrected (shared)", "name": f"corrected-{algo}-s{seed}",
                 "cfg": dict(scenario="dedgeai-corrected", scenario_overrides=SHARED, algo=algo, seed=seed)}
 
+    def corrected_long_horizon(seed, gamma, reward_scale):
+        # The paper's gamma 0.5 makes every agent near-myopic; can a long horizon see that greedy's
+        # placement hurts the tasks after it (benchmarks/agents/size_split.py: it does, a lot)?
+        # reward_scale keeps the critic's targets (~ reward / (1 - gamma)) of a similar size.
+        job = corrected("sac-mlp", seed)
+        job.update(name=f"corrected-sac-mlp-gamma{gamma}-s{seed}", label=f"sac-mlp (gamma {gamma})")
+        job["cfg"]["training"] = {"gamma": gamma, "reward_scale": reward_scale}
+        return job
+
     def collab(algo, seed):
         return {"group": "collab-exit/urban", "name": f"collab-{algo}-s{seed}",
                 "cfg": dict(scenario="collab-exit/urban", algo=algo, seed=seed)}
@@ -102,6 +111,7 @@ def jobs(seeds: list[int]) -> list[dict]:
     out += [shared(a, s) for s in rest for a in ("lad", "d2sac", "sac", "dqn", "ppo")]
     out += [collab(a, s) for s in rest for a in ("lad", "d2sac")]
     out += [corrected(a, s) for s in rest for a in ("lad", "d2sac", "sac-mlp")]
+    out += [corrected_long_horizon(s, g, scale) for s in first for g, scale in ((0.99, 0.1), (0.999, 0.01))]
     return out
 
 
