@@ -70,6 +70,32 @@ class VectorCore(ABC):
         """Same seed, same run; None means the scenario's default stream (seed 0 unless it says otherwise)."""
         self.rng = np.random.default_rng(0 if seed is None else seed)
 
+    def get_state(self) -> dict:
+        """A snapshot from which a core built with the same config continues exactly: every
+        writable array, or dict of arrays (queues, the tasks of the slot, pointers), and the
+        RNG's position."""
+        arrays: dict[str, object] = {}
+        for name, value in vars(self).items():
+            if isinstance(value, np.ndarray) and value.flags.writeable:
+                arrays[name] = value.copy()
+            elif isinstance(value, dict) and value and all(isinstance(v, np.ndarray) for v in value.values()):
+                arrays[name] = {k: v.copy() for k, v in value.items()}
+        return {"num_envs": self.num_envs, "arrays": arrays, "rng": self.rng.bit_generator.state}
+
+    def set_state(self, state: dict) -> None:
+        """Continue from `get_state()` of a core with the same config and num_envs."""
+        if state["num_envs"] != self.num_envs:
+            raise ValueError(f"snapshot of {state['num_envs']} copies, this core has {self.num_envs}")
+        for name, saved in state["arrays"].items():
+            current = getattr(self, name, None)
+            pairs = ([(current[k], v) for k, v in saved.items()] if isinstance(saved, dict) and
+                     isinstance(current, dict) and saved.keys() == current.keys() else [(current, saved)])
+            for target, value in pairs:
+                if not isinstance(target, np.ndarray) or target.shape != np.shape(value):
+                    raise ValueError(f"snapshot field {name!r} does not fit this core (another scenario config?)")
+                target[...] = value
+        self.rng.bit_generator.state = state["rng"]
+
     @abstractmethod
     def reset(self, mask: np.ndarray | None = None) -> None:
         """Start a new episode in the copies where `mask` is True (all when None)."""

@@ -147,7 +147,20 @@ class DedgeaiCore(VectorCore):
         super().seed(seed)
         self._public_stream = None
         if self.config.episode_stream == "public":
-            self._public_stream = public_episode_stream(self.config, seed)
+            self._public_stream = PublicEpisodeStream(self.config, seed)
+
+    def get_state(self) -> dict:
+        state = super().get_state()
+        if self._public_stream is not None:
+            state["public_stream"] = self._public_stream.rs.get_state()
+        return state
+
+    def set_state(self, state: dict) -> None:
+        if (self._public_stream is None) != ("public_stream" not in state):
+            raise ValueError("snapshot and core disagree on episode_stream (public vs generator)")
+        super().set_state(state)
+        if self._public_stream is not None:
+            self._public_stream.rs.set_state(state["public_stream"])
 
     def _draw_public_episode(self, rows: np.ndarray) -> None:
         for row in rows:
@@ -261,20 +274,28 @@ class DedgeaiCore(VectorCore):
         return self.config.decided_slots * self.config.n_bs * (1 + self.config.max_tasks) / 2
 
 
-def public_episode_stream(config: DedgeaiConfig, seed: int | None):
+class PublicEpisodeStream:
     """Episodes (counts [T, n_bs], input Mbit [T, n_bs, max_tasks]) in the public code's draw order.
 
     The public code's main loop starts from the global NumPy state its environment leaves behind:
     legacy seed 1 (`position_seed`), then the 50 result sizes drawn. Unseeded, that is the stream,
     so its episodes are reproduced exactly; a seed s replaces the 1.
     """
-    rs = np.random.RandomState(config.position_seed if seed is None else seed)
-    rs.uniform(*config.result_mbit, size=config.max_tasks)
-    while True:
+
+    def __init__(self, config: DedgeaiConfig, seed: int | None):
+        self.config = config
+        self.rs = np.random.RandomState(config.position_seed if seed is None else seed)
+        self.rs.uniform(*config.result_mbit, size=config.max_tasks)
+
+    def __iter__(self) -> "PublicEpisodeStream":
+        return self
+
+    def __next__(self) -> tuple[np.ndarray, np.ndarray]:
+        config, rs = self.config, self.rs
         counts = np.empty((config.slots, config.n_bs), dtype=np.int64)
         inputs = np.zeros((config.slots, config.n_bs, config.max_tasks))
         for t in range(config.slots):
             counts[t] = rs.randint(1, config.max_tasks + 1, size=config.n_bs)
             for b in range(config.n_bs):
                 inputs[t, b, :counts[t, b]] = rs.uniform(*config.input_mbit, size=counts[t, b])
-        yield counts, inputs
+        return counts, inputs

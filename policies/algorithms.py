@@ -78,6 +78,11 @@ class LadKeys:
 
 
 # ---- the env runner ----------------------------------------------------------------------------
+# The runner's per-copy sampling state, saved with every checkpoint (`sampler_state`).
+SAMPLER_ARRAYS = ("p_obs", "p_act", "p_rew", "p_prior", "p_open", "ep_delay", "ep_reward", "ep_len",
+                  "active", "ep_start")
+
+
 class EdgeDecisionRunner(EnvRunner, Checkpointable):
     """Samples transitions from B copies of the vectorised core with the module's exploration pass."""
 
@@ -170,10 +175,34 @@ class EdgeDecisionRunner(EnvRunner, Checkpointable):
     def get_checkpointable_components(self):
         return [(COMPONENT_RL_MODULE, self.module)]
 
+    def sampler_state(self) -> dict:
+        """Where this runner is in its episodes: the core's snapshot, the open transitions and
+        the episode counters (the replay data itself is not saved)."""
+        return {"num_envs": self.core.num_envs, "core": self.core.get_state(),
+                "rng": self.rng.bit_generator.state, "started": self.started, "next_start": self.next_start,
+                **{name: getattr(self, name).copy() for name in SAMPLER_ARRAYS}}
+
+    def resume(self, state: dict | None, done: int, next_start: int) -> None:
+        """Continue the episodes in flight from `sampler_state()`, so episode k stays the k-th
+        the seeded core draws (and runs stay comparable episode by episode with `evaluate`).
+        Without a snapshot that fits (an older checkpoint, another num_envs), start afresh."""
+        if state is None or state["num_envs"] != self.core.num_envs:
+            self.restart_episodes(done, next_start)
+            return
+        self.core.set_state(state["core"])
+        self.rng.bit_generator.state = state["rng"]
+        self.started, self.next_start = state["started"], state["next_start"]
+        for name in SAMPLER_ARRAYS:
+            getattr(self, name)[...] = state[name]
+        self.finished = []
+        idle = np.flatnonzero(~self.active)     # a resume may raise the budget: idle copies go on
+        if idle.size:
+            self.core.reset(self._start(idle))
+
     def restart_episodes(self, done: int, next_start: int) -> None:
-        """Start every copy afresh: `done` episodes of this runner already finished (a resume
-        drops the ones in flight), and the next episode to start is numbered `next_start`.
-        (A resumed runner's new core replays its seeded stream from the start.)"""
+        """Start every copy afresh: `done` episodes of this runner already finished (the ones in
+        flight are dropped), and the next episode to start is numbered `next_start`. The new
+        episodes replay the core's seeded stream from its start: `resume` avoids that."""
         self.core.reset()
         self.p_open[:] = False
         self.ep_delay[:], self.ep_reward[:], self.ep_len[:] = 0.0, 0.0, 0
@@ -466,8 +495,12 @@ class DiffusionSAC(Algorithm):
     # -- checkpoint: the episode log and counters travel with the RLlib checkpoint -----------------
     def get_state(self, components=None, *, not_components=None, **kwargs):
         state = super().get_state(components, not_components=not_components, **kwargs)
+        group = self.env_runner_group
+        samplers = dict(group.foreach_env_runner(lambda r: (r.worker_index or 0, r.sampler_state()),
+                                                 local_env_runner=group.num_remote_env_runners() == 0))
         state["edge"] = {"episodes": list(self.episodes), "decisions": self.decisions,
-                         "sgd_steps": self.sgd_steps, "lad_store": self._remote_or_local(lambda r: r.store)}
+                         "sgd_steps": self.sgd_steps, "lad_store": self._remote_or_local(lambda r: r.store),
+                         "samplers": samplers}
         return state
 
     def set_state(self, state):
@@ -480,14 +513,16 @@ class DiffusionSAC(Algorithm):
             store = edge["lad_store"]
             self.env_runner_group.foreach_env_runner(lambda r: r.set_state({"lad_store": store}),
                                                      local_env_runner=True)
-            # The episodes in flight at the checkpoint are gone: every runner starts afresh,
-            # numbering on from its own finished ones.
+            # Every runner continues its episodes in flight; one without a snapshot (a checkpoint
+            # from before snapshots) starts afresh, numbering on from its own finished episodes.
             runs: dict[int, list[int]] = {}
             for ep in self.episodes:
                 runs.setdefault(ep.get("worker", 0), []).append(ep.get("start", 0))
+            samplers = edge.get("samplers", {})
             self.env_runner_group.foreach_env_runner(
-                lambda r: r.restart_episodes(done=len(runs.get(r.worker_index or 0, [])),
-                                             next_start=max(runs.get(r.worker_index or 0, [0])) + 1),
+                lambda r: r.resume(samplers.get(r.worker_index or 0),
+                                   done=len(runs.get(r.worker_index or 0, [])),
+                                   next_start=max(runs.get(r.worker_index or 0, [0])) + 1),
                 local_env_runner=True)
 
 

@@ -77,3 +77,32 @@ def test_mec_split_actions_are_offered(profile_override):
     core = make_core(config)
     assert core.encoding.targets == ("local", "mec", "split25", "split50")
     assert core.has_deadlines is False and core.encoding.plans == ("full",)
+
+
+@pytest.mark.parametrize("scenario", ["dedgeai-corrected", "dedgeai", "collab-exit/urban", "mec-device"])
+def test_a_core_restored_from_a_snapshot_continues_exactly(scenario, profile_override):
+    overrides = [] if scenario.startswith("dedgeai") else profile_override
+    config = load_scenario(scenario, overrides)
+    original = make_core(config, num_envs=3, seed=7)
+    act = np.random.default_rng(0)
+    for _ in range(400):                 # mid-slot, some copies already reset
+        done = original.step(act.integers(0, original.encoding.n, 3)).done
+        original.reset(done)
+    restored = make_core(config, num_envs=3, seed=99)
+    restored.set_state(original.get_state())
+    for _ in range(300):
+        actions = act.integers(0, original.encoding.n, 3)
+        np.testing.assert_array_equal(restored.observe(), original.observe())
+        a, b = original.step(actions), restored.step(actions)
+        np.testing.assert_array_equal(a.reward, b.reward)
+        original.reset(a.done)
+        restored.reset(b.done)
+    with pytest.raises(ValueError, match="3 copies"):
+        make_core(config, num_envs=2).set_state(original.get_state())
+
+
+def test_a_snapshot_refuses_a_core_of_another_episode_stream():
+    public = make_core(load_scenario("dedgeai", ["slots=3"]), num_envs=1)
+    generator = make_core(load_scenario("dedgeai", ["slots=3", "episode_stream=generator"]), num_envs=1)
+    with pytest.raises(ValueError, match="episode_stream"):
+        generator.set_state(public.get_state())
