@@ -80,7 +80,7 @@ def jobs(seeds: list[int]) -> list[dict]:
 
     def corrected_long_horizon(seed, gamma, reward_scale):
         # The paper's gamma 0.5 makes every agent near-myopic; can a long horizon see that greedy's
-        # placement hurts the tasks after it (benchmarks/agents/size_split.py: it does, a lot)?
+        # placement hurts the tasks after it (benchmarks/agents/reference_rules.py: it does, a lot)?
         # reward_scale keeps the critic's targets (~ reward / (1 - gamma)) of a similar size.
         job = corrected("sac-mlp", seed)
         job.update(name=f"corrected-sac-mlp-gamma{gamma}-s{seed}", label=f"sac-mlp (gamma {gamma})")

@@ -1,26 +1,27 @@
-"""A non-myopic placement rule for dedgeai that beats greedy: size-interval task assignment.
+"""Two simple rules on dedgeai beside greedy, on the same episodes: what the agents are up against.
 
-    .venv/bin/python benchmarks/agents/size_split.py [--episodes 10] [--seed 0]
+    .venv/bin/python benchmarks/agents/reference_rules.py [--episodes 10] [--seed 0]
 
-Greedy ("Opt-TS" of the public DEdgeAI code) sends every task where its own delay is least. At
-the design's load the servers are overloaded (about 783 Gcycles of work arrive per slot against
-656 Gcycles/s of capacity), so every queue grows for the whole episode and a task's delay is
-mostly the backlog it finds. The metric counts tasks, not work: a rule that keeps some servers'
-backlog near zero for the many small tasks and leaves the few big tasks to the rest lowers the
-mean, although the big tasks wait longer. That is size-interval task assignment (SITA, from the
-server-farm literature), here with one threshold:
+- `capacity-proportional`: a state-free random rule: each task goes to server a with probability
+  f_a / sum(f). It reads nothing; it only spreads the load the way the capacities can take it.
+  A learned policy that does not beat it has learned no more than that.
+- `size-split`: a non-myopic rule that beats greedy: size-interval task assignment (SITA, from
+  the server-farm literature). Greedy ("Opt-TS" of the public DEdgeAI code) sends every task
+  where its own delay is least. At the design's load the servers are overloaded (about 783
+  Gcycles of work arrive per slot against 656 Gcycles/s of capacity), so every queue grows for
+  the whole episode and a task's delay is mostly the backlog it finds. The metric counts tasks,
+  not work: keeping some servers' backlog near zero for the many small tasks and leaving the few
+  big tasks to the rest lowers the mean, although the big tasks wait longer. With one threshold:
+  a task is small when its work c*q is at most `theta` Gcycles; small tasks go, greedily, to the
+  fastest servers whose capacity covers `cover` times the small tasks' expected work per slot
+  (computed from the scenario's task distribution, not measured); big tasks go, greedily, to
+  the other servers. It reads the same full network state greedy reads.
 
-- a task is small when its work c*q is at most `theta` Gcycles;
-- small tasks go, greedily, to the fastest servers whose capacity covers `cover` times the small
-  tasks' expected work per slot (computed from the scenario's task distribution, not measured);
-- big tasks go, greedily, to the other servers.
+All rules run on exactly greedy's episodes (the task stream does not depend on the actions).
+Both rules are our constructions, not the paper's; they bound nothing, but they say what the
+faithful <= 8.0 s target and the corrected-mode target (agent <= 0.97x greedy) ask for.
 
-It reads the same full network state greedy reads, so it is a fair heuristic beside it, and it
-runs both on exactly the same episodes (the task stream does not depend on the actions). This is
-our construction, not the paper's: it shows how far from optimal the myopic placement is, which
-bounds nothing but tells what the corrected-mode target (agent <= 0.97x greedy) asks for.
-
-Writes benchmarks/results/agents/size_split.md.
+Writes benchmarks/results/agents/reference_rules.md.
 """
 from __future__ import annotations
 
@@ -60,6 +61,20 @@ def small_work_per_slot(config: DedgeaiConfig, theta: float) -> float:
     return float(config.n_bs * (1 + n_tasks) / 2 * per_task)
 
 
+class CapacityProportional:
+    """State-free: server a with probability f_a / sum(f), seeded."""
+
+    name = "capacity-proportional"
+
+    def __init__(self, config: DedgeaiConfig, seed: int = 0):
+        capacity = config.es_capacities()
+        self.p = capacity / capacity.sum()
+        self.rng = np.random.default_rng(seed)
+
+    def decide(self, obs: np.ndarray, state=None) -> np.ndarray:
+        return self.rng.choice(self.p.size, size=len(obs), p=self.p)
+
+
 class SizeSplit:
     """Greedy within a pool: small tasks in the fast pool, big ones in the rest."""
 
@@ -90,15 +105,17 @@ class SizeSplit:
         return np.argmax(np.where(allowed, state.immediate_rewards(), -np.inf), axis=1)
 
 
-def compare(config: DedgeaiConfig, rules: list[SizeSplit], episodes: int, seed: int) -> list[dict]:
-    """Greedy and each size-split on the same `episodes` episodes; rows with ratios to greedy."""
+def compare(config: DedgeaiConfig, rules: list, episodes: int, seed: int) -> list[dict]:
+    """Greedy and each rule on the same `episodes` episodes; rows with ratios to greedy."""
     greedy = evaluate(config, "greedy", episodes=episodes, seed=seed)["mean_delay_s"]
     rows = [{"policy": "greedy", "mean_delay_s": greedy, "ratio": 1.0}]
     for rule in rules:
         delay = evaluate(config, rule, episodes=episodes, seed=seed)["mean_delay_s"]
-        rows.append({"policy": rule.name, "mean_delay_s": delay, "ratio": delay / greedy,
-                     "pool": f"{int(rule.small_pool.sum())} servers, {rule.small_pool_gcycles:.0f} Gcycles/s "
-                             f"for {rule.small_work_gcycles:.0f} Gcycles/slot of small work"})
+        row = {"policy": rule.name, "mean_delay_s": delay, "ratio": delay / greedy}
+        if isinstance(rule, SizeSplit):
+            row["pool"] = (f"{int(rule.small_pool.sum())} servers, {rule.small_pool_gcycles:.0f} Gcycles/s "
+                           f"for {rule.small_work_gcycles:.0f} Gcycles/slot of small work")
+        rows.append(row)
     return rows
 
 
@@ -107,24 +124,26 @@ def main() -> int:
     ap.add_argument("--episodes", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    lines = ["# Size-split placement vs greedy on dedgeai", "",
-             f"Generated by `benchmarks/agents/size_split.py` ({args.episodes} episodes, seed {args.seed}, "
+    lines = ["# Reference rules vs greedy on dedgeai", "",
+             f"Generated by `benchmarks/agents/reference_rules.py` ({args.episodes} episodes, seed {args.seed}, "
              "every policy on the same episodes). Mean per-task delay (mean over episodes of each "
              "episode's mean).", ""]
     for mode, preset in MODES.items():
         config = load_scenario(preset)
         started = time.perf_counter()
-        rules = [SizeSplit(config, theta, cover) for theta in THETAS for cover in COVERS]
+        rules = [CapacityProportional(config, args.seed)]
+        rules += [SizeSplit(config, theta, cover) for theta in THETAS for cover in COVERS]
         rows = compare(config, rules, args.episodes, args.seed)
-        best = min(rows, key=lambda r: r["mean_delay_s"])
-        print(f"{mode}: best {best['policy']} {best['ratio']:.3f}x greedy "
+        best = min(rows[2:], key=lambda r: r["mean_delay_s"])
+        print(f"{mode}: capacity-proportional {rows[1]['ratio']:.3f}x, best {best['policy']} {best['ratio']:.3f}x greedy "
               f"({time.perf_counter() - started:.0f} s)", flush=True)
-        lines += [f"## {mode} mode (`{preset}`)", "", "| policy | mean delay (s) | vs greedy | small-task pool |",
+        lines += [f"## {mode} mode (`{preset}`)", "", "| rule | mean delay (s) | vs greedy | small-task pool |",
                   "|---|---:|---:|---|"]
         lines += [f"| {r['policy']} | {r['mean_delay_s']:.2f} | {r['ratio']:.3f}x | {r.get('pool', '')} |"
                   for r in rows]
-        lines += ["", f"Best: **{best['policy']}, {best['ratio']:.3f}x greedy**.", ""]
-    out = ROOT / "benchmarks" / "results" / "agents" / "size_split.md"
+        lines += ["", f"State-free capacity-proportional: **{rows[1]['ratio']:.3f}x greedy**; best size-split: "
+                  f"**{best['policy']}, {best['ratio']:.3f}x greedy**.", ""]
+    out = ROOT / "benchmarks" / "results" / "agents" / "reference_rules.md"
     out.write_text("\n".join(lines))
     print("\n".join(lines))
     return 0
