@@ -201,8 +201,8 @@ class EdgeDecisionRunner(EnvRunner, Checkpointable):
 
     def restart_episodes(self, done: int, next_start: int) -> None:
         """Start every copy afresh: `done` episodes of this runner already finished (the ones in
-        flight are dropped), and the next episode to start is numbered `next_start`. The new
-        episodes replay the core's seeded stream from its start: `resume` avoids that."""
+        flight are dropped), and the next episode to start is numbered `next_start`. In a freshly
+        built runner the new episodes replay its core's seeded stream from the start."""
         self.core.reset()
         self.p_open[:] = False
         self.ep_delay[:], self.ep_reward[:], self.ep_len[:] = 0.0, 0.0, 0
