@@ -555,45 +555,54 @@ def algorithm_config(algo: str, env_config: dict, *, num_envs: int = 10, num_env
                                                          model_config=model_config))
     if algo not in RLLIB_ALGOS:
         raise ValueError(f"unknown algo {algo!r}; choose one of {', '.join(ALGOS)}")
-    if uses_agents(scen):
-        raise ValueError(f"RLlib's stock {algo} runs the shared form only (use --set form=shared "
-                         "or the sac-mlp ablation for one agent per base station)")
+    agents = make_core(scen, 1, 0).num_agents if uses_agents(scen) else None
     return rllib_baseline_config(algo, env_config, num_envs=num_envs, num_env_runners=num_env_runners,
-                                 seed=seed, training=training, obs_scale=make_core(scen, 1, 0).layout.scales())
+                                 seed=seed, training=training, agents=agents)
 
 
 def rllib_baseline_config(algo: str, env_config: dict, *, num_envs: int, num_env_runners: int,
-                          seed: int | None, training: dict, obs_scale: np.ndarray):
-    """RLlib's own PPO / DQN / SAC with MLP models on the gymnasium vector env of the scenario."""
+                          seed: int | None, training: dict, agents: int | None = None):
+    """RLlib's own PPO / DQN / SAC with MLP models: one policy on the gymnasium vector env of the
+    scenario, or (`agents`: the faithful form) one independent policy per base station on the
+    turn-based MultiAgentEnv, `num_envs` of them per runner."""
     from ray.rllib.algorithms.dqn import DQNConfig
     from ray.rllib.algorithms.ppo import PPOConfig
     from ray.rllib.algorithms.sac import SACConfig
 
     from ray.rllib.connectors.env_to_module.mean_std_filter import MeanStdFilter
 
-    from envs.rllib_env import register_rllib_envs
+    from envs.rllib_env import MULTI_AGENT_ENV, VECTOR_ENV, agent_id, register_rllib_envs
 
     register_rllib_envs()
-    env_name = "aigc-edge-vector"
+    multi = agents is not None
     base = {"ppo": PPOConfig, "dqn": DQNConfig, "sac": SACConfig}[algo]()
-    cfg = (base.environment(env=env_name, env_config=dict(env_config))
+    cfg = (base.environment(env=MULTI_AGENT_ENV if multi else VECTOR_ENV, env_config=dict(env_config))
            .env_runners(num_env_runners=num_env_runners, num_envs_per_env_runner=num_envs,
-                        gym_env_vectorize_mode=gym.VectorizeMode.VECTOR_ENTRY_POINT,
                         num_cpus_per_env_runner=0.5,
                         # Queues grow to hundreds of Gcycles: standardise observations online.
-                        env_to_module_connector=lambda env=None, spaces=None, device=None: MeanStdFilter())
+                        env_to_module_connector=lambda env=None, spaces=None, device=None:
+                        MeanStdFilter(multi_agent=multi))
            .learners(num_learners=0)
            .debugging(seed=seed))
+    if multi:
+        ids = [agent_id(i) for i in range(agents)]
+        cfg = cfg.multi_agent(policies=set(ids), policy_mapping_fn=lambda aid, *args, **kwargs: aid)
+    else:
+        cfg = cfg.env_runners(gym_env_vectorize_mode=gym.VectorizeMode.VECTOR_ENTRY_POINT)
+    # The multi-agent prioritized buffer has no default importance exponent (beta): give it the
+    # single-agent buffer's.
+    replay = ({"type": "MultiAgentPrioritizedEpisodeReplayBuffer", "alpha": 1.0, "beta": 0.0} if multi
+              else {"type": "PrioritizedEpisodeReplayBuffer"})
     defaults = {
         "ppo": dict(lr=3e-4, gamma=0.5, train_batch_size_per_learner=4096, minibatch_size=512,
                     num_epochs=4, entropy_coeff=0.01, lambda_=0.9),
         "dqn": dict(lr=5e-4, gamma=0.5, train_batch_size_per_learner=256, n_step=1,
                     target_network_update_freq=2000, training_intensity=0.5,
-                    replay_buffer_config={"type": "PrioritizedEpisodeReplayBuffer", "capacity": 200_000},
+                    replay_buffer_config={**replay, "capacity": 200_000},
                     num_steps_sampled_before_learning_starts=4096, double_q=True, dueling=True),
         "sac": dict(actor_lr=3e-4, critic_lr=1e-3, alpha_lr=3e-4, gamma=0.5,
                     train_batch_size_per_learner=256, training_intensity=0.5,
-                    replay_buffer_config={"type": "PrioritizedEpisodeReplayBuffer", "capacity": 200_000},
+                    replay_buffer_config={**replay, "capacity": 200_000},
                     num_steps_sampled_before_learning_starts=4096, target_entropy="auto"),
     }[algo]
     defaults.update(training)

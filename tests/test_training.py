@@ -85,16 +85,19 @@ def test_faithful_multi_agent_form_trains_independent_agents(ray_session):
 
 
 @pytest.mark.slow
-def test_rllib_baseline_counts_episodes(ray_session):
+@pytest.mark.parametrize("form", ["shared", "multi-agent"])
+def test_rllib_baseline_counts_episodes(ray_session, form):
     from policies.training import train
 
-    result = train(_cfg(algo="ppo", episodes=3, training={"train_batch_size_per_learner": 256,
-                                                          "minibatch_size": 64, "num_epochs": 1}),
-                   progress=lambda m: None)
+    cfg = _cfg(algo="ppo", episodes=3, scenario_overrides=TINY + [f"form={form}"],
+               training={"train_batch_size_per_learner": 256, "minibatch_size": 64, "num_epochs": 1})
+    result = train(cfg, progress=lambda m: None)
     assert result["episodes"] >= 3 and np.isfinite(result["final_mean_delay_s"])
     from envs.tracking import checkpoints_dir
-    csv = (checkpoints_dir() / _cfg(algo="ppo").name() / "episodes.csv").read_text().splitlines()
+    csv = (checkpoints_dir() / cfg.name() / "episodes.csv").read_text().splitlines()
     assert len(csv) - 1 == 3 and all(row.split(",")[1] for row in csv[1:])   # each with its delay
+    delays = [float(row.split(",")[1]) for row in csv[1:]]
+    assert all(0 < d < 100 for d in delays)       # a mean delay per decision, not a sum over agents
 
 
 def test_cli_rejects_an_unknown_field(capsys):

@@ -58,6 +58,12 @@ def jobs(seeds: list[int]) -> list[dict]:
         return {"group": "dedgeai shared (one policy)", "name": f"shared-{algo}-s{seed}",
                 "cfg": dict(scenario="dedgeai", scenario_overrides=SHARED, algo=algo, seed=seed)}
 
+    def faithful_rllib(algo, seed):
+        # RLlib's stock algorithm with one independent policy per BS on the turn-based env.
+        return {"group": "dedgeai faithful (20 agents)", "name": f"faithful-rllib-{algo}-s{seed}",
+                "label": f"{algo} (RLlib, 20 policies)",
+                "cfg": dict(scenario="dedgeai", scenario_overrides=FAITHFUL, algo=algo, seed=seed)}
+
     def faithful_no_slot(seed):
         # Our LAD keying beside the faithful one: (BS, position) without the slot, so a context
         # recurs ~59 times per episode and its stored probability is refreshed that often.
@@ -131,6 +137,7 @@ def jobs(seeds: list[int]) -> list[dict]:
     out += [corrected_long_horizon(s, g, scale) for s in first for g, scale in ((0.99, 0.1), (0.999, 0.01))]
     out += [faithful_entropy("sac-mlp", s, scale) for s in first for scale in (0.8, 0.9)]
     out += [shared_tuned_ppo(s) for s in first] + [corrected("ppo", s) for s in first]
+    out += [faithful_rllib("ppo", s) for s in first]
     return out
 
 
