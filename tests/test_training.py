@@ -104,3 +104,14 @@ def test_cli_rejects_an_unknown_field(capsys):
     from cluster.cli import main
     assert main(["train", "--set", "nonsense=1"]) == 2
     assert "nonsense" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", ["dqn", "sac"])
+def test_rllib_replay_baselines_train_one_policy_per_bs(ray_session, algo):
+    from policies.training import train
+
+    cfg = _cfg(algo=algo, episodes=3, scenario_overrides=TINY + ["form=multi-agent"],
+               training={"num_steps_sampled_before_learning_starts": 64})
+    result = train(cfg, progress=lambda m: None)
+    assert result["episodes"] >= 3 and np.isfinite(result["final_mean_delay_s"])
