@@ -94,10 +94,23 @@ def _get(result: dict, path: tuple) -> Any:
     return result
 
 
+def _per_module_mean(result: dict, path: tuple) -> Any:
+    """A learner metric of RLlib's multi-agent runs (one module per BS, no `default_policy`):
+    its mean over the modules that report it."""
+    learners = result.get("learners")
+    if path[:2] != ("learners", "default_policy") or not isinstance(learners, dict):
+        return None
+    values = [m[path[2]] for module_id, m in learners.items() if not module_id.startswith("__")
+              and isinstance(m, dict) and isinstance(m.get(path[2]), (int, float, np.floating, np.integer))]
+    return float(np.mean(values)) if values else None
+
+
 def whitelisted_metrics(result: dict) -> dict[str, float]:
     out: dict[str, float] = {}
     for path, name in METRICS.items():
         value = _get(result, path)
+        if value is None:
+            value = _per_module_mean(result, path)
         if isinstance(value, (int, float, np.floating, np.integer)) and np.isfinite(value):
             out[name] = float(value)
     return out

@@ -115,3 +115,13 @@ def test_rllib_replay_baselines_train_one_policy_per_bs(ray_session, algo):
                training={"num_steps_sampled_before_learning_starts": 64})
     result = train(cfg, progress=lambda m: None)
     assert result["episodes"] >= 3 and np.isfinite(result["final_mean_delay_s"])
+
+
+def test_whitelisted_metrics_average_the_modules_of_a_multi_agent_run():
+    from policies.training import whitelisted_metrics
+
+    multi = {"learners": {"bs0": {"vf_loss": 1.0, "entropy": 2.0}, "bs1": {"vf_loss": 3.0, "entropy": 2.5},
+                          "__all_modules__": {"vf_loss": 99.0}}, "time_this_iter_s": 1.5}
+    assert whitelisted_metrics(multi) == {"losses/value": 2.0, "charts/entropy": 2.25, "time/iter_s": 1.5}
+    single = {"learners": {"default_policy": {"vf_loss": 4.0}, "other": {"vf_loss": 0.0}}}
+    assert whitelisted_metrics(single) == {"losses/value": 4.0}
