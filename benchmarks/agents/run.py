@@ -6,9 +6,10 @@ Runs the jobs below in priority order, each with `policies.training.train` (the 
 `aigc-edge train`). Every finished run is saved at once to `benchmarks/results/agents/runs/<job>.json`
 and skipped next time; an interrupted run resumes from its RLlib checkpoint. After every run the
 results table (`benchmarks/results/agents/results.md`) and the learning curves
-(`benchmarks/results/agents/learning_curves.png`, greedy and random on the same scenario as reference
-lines) are rewritten from all saved runs. Several processes with different `--only` filters can
-share the work (each run is owned by one process through a lock file).
+(`benchmarks/results/agents/learning_curves.png`, greedy, random and on dedgeai the state-free
+capacity-proportional rule on the same scenario as reference lines) are rewritten from all saved
+runs. Several processes with different `--only` filters can share the work (each run is owned by
+one process through a lock file).
 
 Metric (as the issue defines it): mean per-task delay of each training episode (every simulated
 episode counts, across the vectorised copies), mean of the last 10 of 60 episodes, then mean and
@@ -192,19 +193,27 @@ def _read_episodes(path: Path) -> list[dict]:
     return [{k: float(v) for k, v in zip(keys, line.split(",")) if v != ""} for line in lines[1:]]
 
 
+STATE_FREE = "capacity-proportional"     # benchmarks/agents/reference_rules.py, dedgeai only
+
+
 def heuristic_reference(scenario: str, overrides: list[str], cache: dict) -> dict:
-    """greedy / random (and for collab-exit every heuristic) on 10 episodes, cached in OUT."""
+    """Every heuristic (and on dedgeai the state-free capacity-proportional rule) on 10
+    episodes, cached in OUT."""
     key = scenario + "|" + ",".join(overrides)
-    if key in cache:
+    if key in cache and (STATE_FREE in cache[key] or not scenario.startswith("dedgeai")):
         return cache[key]
     from policies.evaluation import evaluate
     from envs.scenarios import load_scenario
+    from reference_rules import CapacityProportional   # this script's folder is on sys.path
     scen = load_scenario(scenario, overrides)
-    names = ["greedy", "random", "least-loaded", "round-robin", "local"]
+    policies = ["greedy", "random", "least-loaded", "round-robin", "local"]
+    if scen.scenario == "dedgeai":
+        policies.append(CapacityProportional(scen, seed=0))
     ref = {}
-    for name in names:
+    for policy in policies:
+        name = getattr(policy, "name", policy)
         try:
-            ev = evaluate(scen, name, episodes=10, seed=123)
+            ev = evaluate(scen, policy, episodes=10, seed=123)
         except Exception as exc:  # noqa: BLE001 - a heuristic may not apply to a scenario
             ref[name] = {"error": str(exc)}
             continue
@@ -212,6 +221,17 @@ def heuristic_reference(scenario: str, overrides: list[str], cache: dict) -> dic
     cache[key] = ref
     (OUT / "heuristics_cache.json").write_text(json.dumps(cache, indent=1))
     return ref
+
+
+def refresh_references(seeds: list[int]) -> None:
+    """Fill in reference figures added since a group's cache entry was written."""
+    cache_path = OUT / "heuristics_cache.json"
+    cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+    for job in jobs(seeds):
+        if job["group"] in cache:
+            cfg = job["cfg"]
+            cache[job["group"]] = heuristic_reference(cfg["scenario"], cfg.get("scenario_overrides", []), cache)
+    cache_path.write_text(json.dumps(cache, indent=1))
 
 
 def summarise() -> None:
@@ -307,7 +327,8 @@ def _plot(groups: dict, cache: dict) -> None:
         if paired is not None:
             ax.plot(np.arange(1, paired.size + 1), paired, c="k", lw=0.9, ls="--",
                     label="greedy, same episodes")
-        for name, style in (("greedy", dict(ls="--", c="k")), ("random", dict(ls=":", c="gray"))):
+        for name, style in (("greedy", dict(ls="--", c="k")), ("random", dict(ls=":", c="gray")),
+                            (STATE_FREE, dict(ls="-.", c="gray"))):
             value = ref.get(name, {}).get(key)
             if value is not None and not (name == "greedy" and paired is not None):
                 ax.axhline(value, lw=0.8, label=f"{name} {value:.2f}", **style)
@@ -340,6 +361,7 @@ def main() -> int:
     args = ap.parse_args()
     RUNS.mkdir(parents=True, exist_ok=True)
     if args.summarise:
+        refresh_references(args.seeds)
         summarise()
         return 0
     import torch
