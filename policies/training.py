@@ -143,11 +143,23 @@ def baseline_callbacks():
     from ray.rllib.callbacks.callbacks import RLlibCallback
 
     class EpisodeDelay(RLlibCallback):
-        def on_episode_end(self, *, episode, **kwargs):
-            # RLlib may hand over an episode in chunks; the finished one carries its full length
-            # only when not chunked, so use return and length summed over the episode object.
-            n = max(len(episode), 1)
-            FINISHED_EPISODES.append(float(episode.get_return()) / n)
+        """Per-episode mean reward per decision, summed over the chunks RLlib cuts an episode
+        into: every `sample()` returns only the steps since the previous one, and
+        `on_episode_end` sees the last chunk alone (a 30,000-decision dedgeai episode then
+        looked like its last few hundred decisions, the most loaded ones)."""
+
+        def __init__(self):
+            super().__init__()
+            self.open: dict[str, list[float]] = {}     # episode id -> [return, decisions]
+
+        def on_sample_end(self, *, samples, **kwargs):
+            for chunk in samples:
+                total = self.open.setdefault(chunk.id_, [0.0, 0])
+                total[0] += float(chunk.get_return())
+                total[1] += len(chunk)
+                if chunk.is_done:
+                    episode_return, decisions = self.open.pop(chunk.id_)
+                    FINISHED_EPISODES.append(episode_return / max(decisions, 1))
 
     return EpisodeDelay
 

@@ -125,3 +125,26 @@ def test_whitelisted_metrics_average_the_modules_of_a_multi_agent_run():
     assert whitelisted_metrics(multi) == {"losses/value": 2.0, "charts/entropy": 2.25, "time/iter_s": 1.5}
     single = {"learners": {"default_policy": {"vf_loss": 4.0}, "other": {"vf_loss": 0.0}}}
     assert whitelisted_metrics(single) == {"losses/value": 4.0}
+
+
+def test_baseline_episode_delay_sums_the_chunks_of_an_episode():
+    from policies import training
+
+    class Chunk:       # the part of RLlib's episode API the callback reads
+        def __init__(self, id_, rewards, done):
+            self.id_, self.rewards, self.is_done = id_, rewards, done
+
+        def get_return(self):
+            return sum(self.rewards)
+
+        def __len__(self):
+            return len(self.rewards)
+
+    callback = training.baseline_callbacks()()
+    training.FINISHED_EPISODES.clear()
+    callback.on_sample_end(samples=[Chunk("a", [-1.0, -1.0], False), Chunk("b", [-4.0], False)])
+    callback.on_sample_end(samples=[Chunk("a", [-10.0], True), Chunk("b", [-2.0], False)])
+    assert training.FINISHED_EPISODES == [-4.0]          # (-1 - 1 - 10) / 3, not the last chunk's -10
+    callback.on_sample_end(samples=[Chunk("b", [-6.0], True)])
+    assert training.FINISHED_EPISODES == [-4.0, -4.0] and not callback.open
+    training.FINISHED_EPISODES.clear()
