@@ -432,20 +432,21 @@ class DiffusionSAC(Algorithm):
         self._owed_updates = 0.0
         del runner
 
-    def _remote_or_local(self, fn: Callable):
+    def _on_sampling_runners(self, fn: Callable) -> list:
+        """`fn` on the runners that sample: the remote ones, or the local one when there are none."""
         group = self.env_runner_group
-        local = group.num_remote_env_runners() == 0
-        return group.foreach_env_runner(fn, local_env_runner=local)[0]
+        return group.foreach_env_runner(fn, local_env_runner=group.num_remote_env_runners() == 0)
+
+    def _remote_or_local(self, fn: Callable):
+        return self._on_sampling_runners(fn)[0]
 
     def training_step(self) -> None:
         cfg, group = self.config, self.env_runner_group
-        local = group.num_remote_env_runners() == 0
         per_runner = max(1, cfg.rollout_decisions // max(1, group.num_remote_env_runners() or 1))
         randomly = self.decisions < cfg.random_decisions
         t0 = time.perf_counter()
-        samples = group.foreach_env_runner(
-            lambda r: (r.sample(num_timesteps=per_runner, random_actions=randomly), r.get_metrics()),
-            local_env_runner=local)
+        samples = self._on_sampling_runners(
+            lambda r: (r.sample(num_timesteps=per_runner, random_actions=randomly), r.get_metrics()))
         sample_s = time.perf_counter() - t0
         new = 0
         for data, finished in samples:
@@ -495,9 +496,7 @@ class DiffusionSAC(Algorithm):
     # -- checkpoint: the episode log and counters travel with the RLlib checkpoint -----------------
     def get_state(self, components=None, *, not_components=None, **kwargs):
         state = super().get_state(components, not_components=not_components, **kwargs)
-        group = self.env_runner_group
-        samplers = dict(group.foreach_env_runner(lambda r: (r.worker_index or 0, r.sampler_state()),
-                                                 local_env_runner=group.num_remote_env_runners() == 0))
+        samplers = dict(self._on_sampling_runners(lambda r: (r.worker_index or 0, r.sampler_state())))
         state["edge"] = {"episodes": list(self.episodes), "decisions": self.decisions,
                          "sgd_steps": self.sgd_steps, "lad_store": self._remote_or_local(lambda r: r.store),
                          "samplers": samplers}

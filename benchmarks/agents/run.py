@@ -33,6 +33,8 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from reference_rules import CapacityProportional  # noqa: E402  (this script's folder is on sys.path)
+
 OUT = ROOT / "benchmarks" / "results" / "agents"
 RUNS = OUT / "runs"
 FAITHFUL = ["form=multi-agent"]          # 20 independent agents, one per BS (the paper's setting)
@@ -193,21 +195,21 @@ def _read_episodes(path: Path) -> list[dict]:
     return [{k: float(v) for k, v in zip(keys, line.split(",")) if v != ""} for line in lines[1:]]
 
 
-STATE_FREE = "capacity-proportional"     # benchmarks/agents/reference_rules.py, dedgeai only
+STATE_FREE = CapacityProportional.name     # the reference line drawn on dedgeai panels
 
 
 def heuristic_reference(scenario: str, overrides: list[str], cache: dict) -> dict:
     """Every heuristic (and on dedgeai the state-free capacity-proportional rule) on 10
     episodes, cached in OUT."""
-    key = scenario + "|" + ",".join(overrides)
-    if key in cache and (STATE_FREE in cache[key] or not scenario.startswith("dedgeai")):
-        return cache[key]
     from policies.evaluation import evaluate
     from envs.scenarios import load_scenario
-    from reference_rules import CapacityProportional   # this script's folder is on sys.path
+    key = scenario + "|" + ",".join(overrides)
     scen = load_scenario(scenario, overrides)
+    dedgeai = scen.scenario == "dedgeai"
+    if key in cache and (STATE_FREE in cache[key] or not dedgeai):
+        return cache[key]
     policies = ["greedy", "random", "least-loaded", "round-robin", "local"]
-    if scen.scenario == "dedgeai":
+    if dedgeai:
         policies.append(CapacityProportional(scen, seed=0))
     ref = {}
     for policy in policies:
