@@ -149,6 +149,19 @@ class VectorCore(ABC):
     def num_agents(self) -> int:
         return 1
 
+    def record_placements(self) -> None:
+        """From the next decision on, keep what `credited_rewards` needs (call before any step)."""
+        raise NotImplementedError(f"scenario {self.scenario!r} has no hindsight credit (dedgeai has)")
+
+    def credited_rewards(self, row: int, caused_share: float, horizon: int) -> tuple[np.ndarray, int]:
+        """Copy `row`'s episode so far re-credited, in decision order, and how many of its first
+        decisions are final. `caused_share` of every wait a task suffers behind a task placed at
+        most `horizon` slots before it is charged to that earlier decision instead (1: each
+        decision pays for what it did to the tasks after it); every episode's total is unchanged.
+        Decisions are final once `horizon` slots have passed (all at the episode's end). Call
+        before the copy is reset."""
+        raise NotImplementedError(f"scenario {self.scenario!r} has no hindsight credit (dedgeai has)")
+
     def mean_episode_decisions(self) -> float:
         """Expected decisions per episode: sizes buffers and progress bars."""
         return 1.0

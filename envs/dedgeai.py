@@ -12,6 +12,11 @@ Two modes:
   slot; Qbef is not observed; only the first `slots - 1` slots are decided (the code's loop is
   `range(time_slots - 1)`).
 - `corrected`: q, c, o drawn per task; Qbef observed; every slot decided.
+
+Hindsight credit (`caused_wait`, our addition, not the paper's): the queue term of D is waiting
+behind work other tasks placed. Charging a task (a share of) the waiting it *causes* instead of
+the waiting it suffers keeps every episode's total delay exactly and tells a decision what it
+costs the tasks after it.
 """
 from __future__ import annotations
 
@@ -125,6 +130,7 @@ class DedgeaiCore(VectorCore):
         self.work = np.zeros((B, n_b, n_t))
         self.result = np.zeros((B, n_b, n_t))
         self._onehot = np.eye(n_b, dtype=np.float32)
+        self.ledger: dict[str, np.ndarray] = {}
         if config.episode_stream == "public":
             self._tape_counts = np.ones((B, config.slots, n_b), dtype=np.int64)
             self._tape_input = np.zeros((B, config.slots, n_b, n_t))
@@ -139,6 +145,8 @@ class DedgeaiCore(VectorCore):
         self.queue[rows] = 0.0
         self.placed[rows] = 0.0
         self.slot[rows] = 0
+        if self.ledger:
+            self.ledger["n"][rows] = 0
         if self._public_stream is not None:
             self._draw_public_episode(rows)
         self._begin_slot(rows)
@@ -214,6 +222,8 @@ class DedgeaiCore(VectorCore):
         d, work, o = self._task(rows)
         q_a, p_a = self.queue[rows, a], self.placed[rows, a]
         delay = self._delay(a, d, work, o, self.bs[rows], q_a, p_a)
+        if self.ledger:
+            self._record(rows, a, work, delay)
         self.placed[rows, a] = p_a + work
         done = self._advance(rows)
         return self._result(rows, reward=-delay, delay_s=delay, done=done)
@@ -240,6 +250,32 @@ class DedgeaiCore(VectorCore):
             # Finished copies keep a valid (unused) task pointer until they are reset.
             self.bs[ended[finished]] = 0
         return done
+
+    # ---- hindsight credit -----------------------------------------------------------------------
+    def record_placements(self) -> None:
+        cfg = self.config
+        size = (self.num_envs, cfg.decided_slots * cfg.n_bs * cfg.max_tasks)
+        self.ledger = {"n": np.zeros(self.num_envs, np.int64), "slot": np.zeros(size, np.int64),
+                       "server": np.zeros(size, np.int64), "work": np.zeros(size), "delay": np.zeros(size)}
+
+    def _record(self, rows: np.ndarray, server: np.ndarray, work: np.ndarray, delay: np.ndarray) -> None:
+        led = self.ledger
+        i = led["n"][rows]
+        led["slot"][rows, i], led["server"][rows, i] = self.slot[rows], server
+        led["work"][rows, i], led["delay"][rows, i] = work, delay
+        led["n"][rows] = i + 1
+
+    def credited_rewards(self, row: int, caused_share: float, horizon: int) -> tuple[np.ndarray, int]:
+        led = self.ledger
+        if not led:
+            raise RuntimeError("call record_placements() before the episode starts")
+        n = led["n"][row]
+        slot, server, work = led["slot"][row, :n], led["server"][row, :n], led["work"][row, :n]
+        finished = self.slot[row] >= self.config.decided_slots
+        n_slots = self.config.decided_slots if finished else int(self.slot[row]) + 1
+        suffered, caused = caused_wait(slot, server, work, self.capacity, self.config.slot_s, n_slots, horizon)
+        exact = n if finished else int(np.searchsorted(slot, self.slot[row] - horizon))
+        return -(led["delay"][row, :n] + caused_share * (caused - suffered)), exact
 
     # ---- what heuristics and LAD read -----------------------------------------------------------
     def network_state(self) -> NetworkState:
@@ -272,6 +308,71 @@ class DedgeaiCore(VectorCore):
 
     def mean_episode_decisions(self) -> float:
         return self.config.decided_slots * self.config.n_bs * (1 + self.config.max_tasks) / 2
+
+
+def caused_wait(slot: np.ndarray, server: np.ndarray, work: np.ndarray, capacity: np.ndarray,
+                slot_s: float, n_slots: int, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    """(waiting suffered, waiting caused) in seconds per task, in decision order, counting only
+    the waiting of a task placed at most `horizon` slots after the task it waits for.
+
+    An ES serves its work first come, first served: on the ES's cumulative-work axis task j
+    occupies [start_j, end_j), and by the start of slot t the ES has served S_a(t) of it, so task i
+    waits (start_i - S_a(t_i)) / f_a, the formula's (Q + Qbef) / f. Task j is what the tasks after it
+    wait for: w_j / f_a for each later task of its slot on its ES, and its unserved remainder
+    clip(end_j - S_a(t), 0, w_j) / f_a for each task placed there in a later slot t. Summed over
+    the tasks, waiting caused equals waiting suffered (within the same horizon). `n_slots` may
+    cover only the slots so far: then tasks of slot t are exact once slot t + horizon is complete.
+    """
+    slot, server, work = np.asarray(slot), np.asarray(server), np.asarray(work, dtype=np.float64)
+    n_es, n = capacity.size, work.size
+    f = capacity[server]
+    by_es = np.lexsort((np.arange(n), server))          # decision order within each ES
+    cum = np.cumsum(work[by_es])
+    first = np.searchsorted(server[by_es], np.arange(n_es))
+    end = np.empty(n)
+    end[by_es] = cum - np.concatenate([[0.0], cum])[first][server[by_es]]
+    start = end - work
+
+    placed = np.zeros((n_es, n_slots))
+    count = np.zeros((n_es, n_slots))
+    np.add.at(placed, (server, slot), work)
+    np.add.at(count, (server, slot), 1.0)
+    arrived = np.hstack([np.zeros((n_es, 1)), np.cumsum(placed, axis=1)])   # placed before slot t
+    served = np.zeros((n_es, n_slots))                  # S_a(t): served by the start of slot t
+    for t in range(1, n_slots):
+        served[:, t] = np.minimum(served[:, t - 1] + capacity * slot_s, arrived[:, t])
+    # Work still queued from slots more than `horizon` back is not waited for within the horizon.
+    too_old = arrived[server, np.maximum(slot - horizon, 0)]
+    suffered = (start - np.maximum(served[server, slot], too_old)) / f
+
+    # Later tasks of the same slot on the same ES.
+    group = server * n_slots + slot
+    by_group = np.lexsort((np.arange(n), group))
+    new_group = np.r_[True, group[by_group][1:] != group[by_group][:-1]]
+    rank = np.empty(n)
+    rank[by_group] = np.arange(n) - np.maximum.accumulate(np.where(new_group, np.arange(n), 0))
+    caused = work * (count[server, slot] - 1 - rank)
+
+    # Later slots up to the horizon: S_a is non-decreasing, so j's remainder is w_j until S_a
+    # passes start_j (slots before `partial`), end_j - S_a(t) until S_a reaches end_j (before
+    # `cleared`), then 0.
+    partial = np.empty(n, np.int64)
+    cleared = np.empty(n, np.int64)
+    for a in np.unique(server):
+        mine = server == a
+        partial[mine] = np.searchsorted(served[a], start[mine], side="right")
+        cleared[mine] = np.searchsorted(served[a], end[mine], side="left")
+    zeros = np.zeros((n_es, 1))
+    count_cum = np.hstack([zeros, np.cumsum(count, axis=1)])             # sum over t < k
+    count_served_cum = np.hstack([zeros, np.cumsum(count * served, axis=1)])
+    after = slot + 1
+    limit = np.minimum(slot + horizon + 1, n_slots)
+    lo = np.minimum(np.maximum(partial, after), limit)
+    hi = np.minimum(np.maximum(cleared, lo), limit)
+    caused += work * (count_cum[server, lo] - count_cum[server, np.minimum(after, limit)])
+    caused += end * (count_cum[server, hi] - count_cum[server, lo])
+    caused -= count_served_cum[server, hi] - count_served_cum[server, lo]
+    return suffered, caused / f
 
 
 class PublicEpisodeStream:

@@ -20,6 +20,8 @@ RLlib's own `ppo`, `dqn`, `sac` (MLP models, RLlib's stock pipelines on the gymn
 """
 from __future__ import annotations
 
+import difflib
+import inspect
 import time
 from collections import Counter
 from typing import Any, Callable
@@ -38,6 +40,7 @@ from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
 from ray.rllib.utils.checkpoints import Checkpointable
 from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME, WEIGHTS_SEQ_NO
 
+from envs.config import ConfigError
 from envs.scenarios import load_scenario, make_core
 from policies.learners import DiffusionSACLearner
 from policies.rllib_modules import AGENT, NEXT_PRIOR, PRIOR, DiffusionSACModule
@@ -79,8 +82,9 @@ class LadKeys:
 
 # ---- the env runner ----------------------------------------------------------------------------
 # The runner's per-copy sampling state, saved with every checkpoint (`sampler_state`).
-SAMPLER_ARRAYS = ("p_obs", "p_act", "p_rew", "p_prior", "p_open", "ep_delay", "ep_reward", "ep_len",
-                  "active", "ep_start")
+SAMPLER_ARRAYS = ("p_obs", "p_act", "p_rew", "p_prior", "p_open", "p_index", "ep_delay", "ep_reward",
+                  "ep_len", "active", "ep_start")
+TRANSITION_KEYS = ("obs", "act", "rew", "next_obs", "done", "agent", "prior", "next_prior")
 
 
 class EdgeDecisionRunner(EnvRunner, Checkpointable):
@@ -115,6 +119,15 @@ class EdgeDecisionRunner(EnvRunner, Checkpointable):
         self.p_rew = np.zeros((B, E), np.float32)
         self.p_prior = np.zeros((B, E, A), np.float32)
         self.p_open = np.zeros((B, E), bool)
+        self.p_index = np.zeros((B, E), np.int64)     # its decision's number within the episode
+        # caused_share > 0: transitions wait here, per episode, until `caused_horizon` slots have
+        # passed and the core can say what each decision cost the tasks after it.
+        self.caused_share = float(getattr(self.config, "caused_share", 0.0))
+        self.caused_horizon = int(getattr(self.config, "caused_horizon", 0))
+        self.awaiting_credit: dict[int, list[dict]] = {}
+        self.credited: dict[int, tuple[np.ndarray, int]] = {}
+        if self.caused_share:
+            self.core.record_placements()
         self.ep_delay = np.zeros(B)
         self.ep_reward = np.zeros(B)
         self.ep_len = np.zeros(B, np.int64)
@@ -193,7 +206,10 @@ class EdgeDecisionRunner(EnvRunner, Checkpointable):
         self.rng.bit_generator.state = state["rng"]
         self.started, self.next_start = state["started"], state["next_start"]
         for name in SAMPLER_ARRAYS:
-            getattr(self, name)[...] = state[name]
+            if name in state:           # p_index came later; without it nothing is awaiting credit
+                getattr(self, name)[...] = state[name]
+        # Transitions awaiting credit are replay data, which checkpoints do not keep.
+        self.awaiting_credit, self.credited = {}, {}
         self.finished = []
         idle = np.flatnonzero(~self.active)     # a resume may raise the budget: idle copies go on
         if idle.size:
@@ -229,8 +245,7 @@ class EdgeDecisionRunner(EnvRunner, Checkpointable):
         core, B, E = self.core, self.core.num_envs, self.n_agents
         rows = np.arange(B)
         target = num_timesteps or self.config.rollout_decisions
-        out: dict[str, list] = {k: [] for k in ("obs", "act", "rew", "next_obs", "done", "agent",
-                                                "prior", "next_prior")}
+        out: dict[str, list] = {k: [] for k in TRANSITION_KEYS + ("episode", "index")}
         decided = 0
 
         def close(r: np.ndarray, a: np.ndarray, next_obs: np.ndarray, next_prior: np.ndarray, done: bool):
@@ -238,6 +253,7 @@ class EdgeDecisionRunner(EnvRunner, Checkpointable):
             out["rew"].append(self.p_rew[r, a]); out["next_obs"].append(next_obs)
             out["done"].append(np.full(r.size, done)); out["agent"].append(a)
             out["prior"].append(self.p_prior[r, a]); out["next_prior"].append(next_prior)
+            out["episode"].append(self.ep_start[r]); out["index"].append(self.p_index[r, a])
             self.p_open[r, a] = False
 
         while decided < target and self.active.any():
@@ -268,6 +284,7 @@ class EdgeDecisionRunner(EnvRunner, Checkpointable):
             self.p_rew[live, agent] = result.reward[live]
             self.p_prior[live, agent] = prior
             self.p_open[live, agent] = True
+            self.p_index[live, agent] = self.ep_len[live]
             self.ep_delay[live] += result.delay_s[live]
             self.ep_reward[live] += result.reward[live]
             self.ep_len[live] += 1
@@ -278,6 +295,8 @@ class EdgeDecisionRunner(EnvRunner, Checkpointable):
                     open_agents = np.flatnonzero(self.p_open[r])
                     rr = np.full(open_agents.size, r)
                     close(rr, open_agents, self.p_obs[rr, open_agents], self.p_prior[rr, open_agents], True)
+                    if self.caused_share:
+                        self.credited[int(self.ep_start[r])] = self._credit(r)
                     self.finished.append({"mean_delay_s": self.ep_delay[r] / self.ep_len[r],
                                           "mean_reward": self.ep_reward[r] / self.ep_len[r],
                                           "return": self.ep_reward[r], "decisions": int(self.ep_len[r]),
@@ -288,8 +307,38 @@ class EdgeDecisionRunner(EnvRunner, Checkpointable):
                 core.reset(self._start(ended))
         self.num_env_steps_sampled_lifetime += decided
         cat = {k: np.concatenate(v) for k, v in out.items() if v}
+        if self.caused_share and cat:
+            cat = self._apply_credit(cat)
         cat["decisions"] = decided
         return cat
+
+    def _credit(self, row: int) -> tuple[np.ndarray, int]:
+        return self.core.credited_rewards(row, self.caused_share, self.caused_horizon)
+
+    def _apply_credit(self, closed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Park `closed` by episode; -> every parked transition whose credit is now final."""
+        episode = closed["episode"]
+        for ep in np.unique(episode):
+            mine = episode == ep
+            self.awaiting_credit.setdefault(int(ep), []).append({k: v[mine] for k, v in closed.items()})
+        for r in np.flatnonzero(self.active):      # episodes under way: their first slots are final
+            self.credited[int(self.ep_start[r])] = self._credit(r)
+        parts = []
+        for ep, (rewards, exact) in self.credited.items():
+            chunks = self.awaiting_credit.pop(ep, None)
+            if not chunks:
+                continue
+            waiting = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+            final = waiting["index"] < exact
+            if not final.all():
+                self.awaiting_credit[ep] = [{k: v[~final] for k, v in waiting.items()}]
+            part = {k: v[final] for k, v in waiting.items()}
+            part["rew"] = rewards[part["index"]].astype(np.float32)
+            parts.append(part)
+        self.credited = {}
+        if not parts:
+            return {}
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     def stop(self):
         self.core = None
@@ -380,18 +429,30 @@ class DiffusionSACConfig(AlgorithmConfig):
         self.replay_capacity = 200_000       # per agent
         self.learning_starts = 4096          # decisions before the first update
         self.random_decisions = 0            # uniform-random decisions at the start
+        # 0: a decision's reward is its task's -delay. s in (0, 1] (dedgeai): the same total per
+        # episode, but a share s of every wait behind a task placed at most `caused_horizon` slots
+        # earlier is charged to the decision that placed it instead of the one that suffered it
+        # (envs/dedgeai.py, `caused_wait`); a transition reaches the learner that many slots late.
+        self.caused_share = 0.0
+        self.caused_horizon = 2
         self.episode_budget = None           # per runner: episodes to start, then idle (None: no end)
         # -- model
         self.model_overrides: dict[str, Any] = {}
         self.actor_kind = "diffusion"
         self.start = "noise"
 
+    # The options this config adds to AlgorithmConfig.training(), and the range of each number.
+    OWN_TRAINING = ("actor_lr", "critic_lr", "alpha_lr", "target_entropy_scale", "reward_scale", "tau",
+                    "rollout_decisions", "decisions_per_update", "minibatch_per_agent", "replay_capacity",
+                    "learning_starts", "random_decisions", "model_overrides", "actor_kind", "start",
+                    "episode_budget", "caused_share", "caused_horizon")
+    POSITIVE = ("actor_lr", "critic_lr", "alpha_lr", "reward_scale")
+    UNIT_INTERVAL = ("gamma", "tau", "target_entropy_scale", "caused_share")
+    AT_LEAST = {"rollout_decisions": 1, "decisions_per_update": 1, "minibatch_per_agent": 1,
+                "replay_capacity": 1, "learning_starts": 0, "random_decisions": 0, "caused_horizon": 0}
+
     def training(self, **kwargs):
-        own = {k: kwargs.pop(k) for k in list(kwargs) if k in (
-            "actor_lr", "critic_lr", "alpha_lr", "target_entropy_scale", "reward_scale", "tau",
-            "rollout_decisions", "decisions_per_update", "minibatch_per_agent", "replay_capacity",
-            "learning_starts", "random_decisions", "model_overrides", "actor_kind", "start",
-            "episode_budget")}
+        own = {k: kwargs.pop(k) for k in list(kwargs) if k in self.OWN_TRAINING}
         for k, v in own.items():
             setattr(self, k, v)
         return super().training(**kwargs)
@@ -409,7 +470,19 @@ class DiffusionSACConfig(AlgorithmConfig):
     def validate(self) -> None:
         # The stock validation expects an env; ours is built by the runner from env_config.
         if "scenario" not in self.env_config:
-            raise ValueError("env_config needs `scenario`")
+            raise ConfigError("env_config needs `scenario`")
+        def number(value, types=(int, float)) -> bool:
+            return isinstance(value, types) and not isinstance(value, bool)
+
+        for key in self.POSITIVE:
+            if not (number(getattr(self, key)) and getattr(self, key) > 0):
+                raise ConfigError(f"training.{key} must be a number > 0, got {getattr(self, key)!r}")
+        for key in self.UNIT_INTERVAL:
+            if not (number(getattr(self, key)) and 0 <= getattr(self, key) <= 1):
+                raise ConfigError(f"training.{key} must be a number in [0, 1], got {getattr(self, key)!r}")
+        for key, low in self.AT_LEAST.items():
+            if not (number(getattr(self, key), int) and getattr(self, key) >= low):
+                raise ConfigError(f"training.{key} must be an integer >= {low}, got {getattr(self, key)!r}")
 
 
 class DiffusionSAC(Algorithm):
@@ -531,13 +604,33 @@ RLLIB_ALGOS = ("ppo", "dqn", "sac")
 ALGOS = tuple(DIFFUSION_ALGOS) + RLLIB_ALGOS
 
 
+def training_options(config_class: type) -> set[str]:
+    """The keyword options `config_class().training()` accepts (its own and every base's)."""
+    names = set(getattr(config_class, "OWN_TRAINING", ()))
+    for cls in config_class.__mro__:
+        if "training" in cls.__dict__:
+            names |= {p.name for p in inspect.signature(cls.__dict__["training"]).parameters.values()
+                      if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    return names
+
+
+def check_training_options(algo: str, config_class: type, training: dict) -> None:
+    known = training_options(config_class)
+    for key in training:
+        if key not in known:
+            near = difflib.get_close_matches(key, known, n=3)
+            hint = f" (did you mean {', '.join(near)}?)" if near else ""
+            raise ConfigError(f"training.{key} is not a training option of {algo}{hint}; "
+                              f"options: {', '.join(sorted(known))}")
+
+
 def algorithm_config(algo: str, env_config: dict, *, num_envs: int = 10, num_env_runners: int = 0,
                      seed: int | None = None, training: dict | None = None, model: dict | None = None):
     """The AlgorithmConfig of `algo` on the scenario of `env_config` (scenario, overrides, seed)."""
     training = dict(training or {})
     scen = load_scenario(env_config["scenario"], env_config.get("overrides", ()))
     if algo in DIFFUSION_ALGOS:
-        from envs.observation import ObservationLayout  # noqa: F401  (layout scales below)
+        check_training_options(algo, DiffusionSACConfig, training)
         core = make_core(scen, 1, 0)
         actor, start = DIFFUSION_ALGOS[algo]
         n_agents = core.num_agents if uses_agents(scen) else 1
@@ -548,6 +641,12 @@ def algorithm_config(algo: str, env_config: dict, *, num_envs: int = 10, num_env
                .learners(num_learners=0)
                .debugging(seed=seed)
                .training(actor_kind=actor, start=start, **training))
+        cfg.validate()
+        if cfg.caused_share:
+            try:
+                core.record_placements()
+            except NotImplementedError as e:
+                raise ConfigError(f"training.caused_share > 0 needs a scenario with hindsight credit: {e}") from e
         model_config = cfg.model_config_for(scen, core.layout.scales(), n_agents)
         model_config.update(model or {})
         return cfg.rl_module(rl_module_spec=RLModuleSpec(module_class=DiffusionSACModule,
@@ -574,7 +673,9 @@ def rllib_baseline_config(algo: str, env_config: dict, *, num_envs: int, num_env
 
     register_rllib_envs()
     multi = agents is not None
-    base = {"ppo": PPOConfig, "dqn": DQNConfig, "sac": SACConfig}[algo]()
+    config_class = {"ppo": PPOConfig, "dqn": DQNConfig, "sac": SACConfig}[algo]
+    check_training_options(algo, config_class, training)
+    base = config_class()
     cfg = (base.environment(env=MULTI_AGENT_ENV if multi else VECTOR_ENV, env_config=dict(env_config))
            .env_runners(num_env_runners=num_env_runners, num_envs_per_env_runner=num_envs,
                         num_cpus_per_env_runner=0.5,

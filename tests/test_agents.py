@@ -274,3 +274,52 @@ def test_a_resumed_runner_continues_its_episodes_in_flight():
                                                        model={"hidden": 8, "critic_hidden": 8}))
     other.resume(snapshot, done=2, next_start=3)
     assert other.started == 5 and other.ep_start.tolist() == [3, 4, 5]
+
+
+@pytest.mark.parametrize("form", ["shared", "multi-agent"])
+def test_caused_credit_transitions_arrive_once_per_decision_with_the_episodes_return(form):
+    """caused_share > 0: every decision's transition reaches the learner once, `caused_horizon`
+    slots after it was taken (before its episode ends), and an episode's credited rewards sum to
+    its return (its total -delay)."""
+    from policies.algorithms import EdgeDecisionRunner, algorithm_config
+
+    overrides = ["n_bs=3", "slots=8", "max_tasks=6", f"form={form}"]
+    env_config = {"scenario": "dedgeai-corrected", "overrides": overrides, "seed": 2}
+    cfg = algorithm_config("sac-mlp", env_config, num_envs=2, seed=2, model={"hidden": 8, "critic_hidden": 8},
+                           training={"caused_share": 0.5, "caused_horizon": 1, "episode_budget": 5})
+    runner = EdgeDecisionRunner(config=cfg)
+    returns, indices, rewards, early = {}, {}, {}, 0
+    while runner.active.any():
+        data = runner.sample(num_timesteps=7)
+        returns.update({e["start"]: e["return"] for e in runner.get_metrics()})
+        for ep in np.unique(data.get("episode", [])):
+            mine = data["episode"] == ep
+            indices.setdefault(ep, []).extend(data["index"][mine])
+            rewards[ep] = rewards.get(ep, 0.0) + data["rew"][mine].sum()
+            early += ep not in returns          # arrived while its episode was still running
+    assert sorted(indices) == sorted(returns) == [1, 2, 3, 4, 5]
+    assert all(sorted(ix) == list(range(len(ix))) for ix in indices.values())
+    for ep, total in returns.items():
+        assert rewards[ep] == pytest.approx(total, rel=1e-5)
+    assert early > 0 and not runner.awaiting_credit
+
+
+def test_training_options_are_checked_before_anything_runs():
+    """A typo, a number out of range or a credit the scenario lacks: a ConfigError naming the
+    field (the CLI prints it as one line), raised while building the config."""
+    from envs.config import ConfigError
+    from policies.algorithms import algorithm_config
+
+    cases = [
+        ("sac-mlp", "dedgeai", {"caused_share": 1.5}, r"training.caused_share must be a number in \[0, 1\], got 1.5"),
+        ("lad", "dedgeai", {"actor_lr": -1}, r"training.actor_lr must be a number > 0, got -1"),
+        ("d2sac", "dedgeai", {"caused_horizon": 2.5}, r"training.caused_horizon must be an integer >= 0, got 2.5"),
+        ("lad", "dedgeai", {"actor_lrr": 1e-3}, r"actor_lrr is not a training option of lad \(did you mean actor_lr"),
+        ("ppo", "dedgeai", {"lrr": 1e-3}, r"training.lrr is not a training option of ppo \(did you mean lr"),
+        ("sac-mlp", "collab-exit", {"caused_share": 1.0}, r"caused_share > 0 needs.*'collab-exit' has no hindsight"),
+    ]
+    for algo, scenario, training, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            algorithm_config(algo, {"scenario": scenario}, num_envs=1, training=training)
+    ok = algorithm_config("sac-mlp", {"scenario": "dedgeai"}, training={"caused_share": 0.5, "gamma": 0.9})
+    assert ok.caused_share == 0.5 and ok.gamma == 0.9

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from envs.dedgeai import DedgeaiConfig, DedgeaiCore
-from envs.scenarios import load_scenario
+from envs.dedgeai import DedgeaiConfig, DedgeaiCore, caused_wait
+from envs.scenarios import load_scenario, make_core
 from policies.evaluation import evaluate
 
 
@@ -123,3 +123,86 @@ def test_episode_ends_after_the_decided_slots():
         finished |= step.done
     # faithful mode decides slots - 1 = 2 slots; each BS has at least one task per slot
     assert (decisions >= 2 * 20).all() and (decisions <= 2 * 20 * 50).all()
+
+
+def fifo_reference_credit(slot, server, work, capacity, n_slots, horizon):
+    """Waiting suffered and caused, task by task, from explicit FIFO queues of (task, remainder),
+    counting the waits of tasks placed at most `horizon` slots after the task they wait for."""
+    n = len(work)
+    suffered, caused = np.zeros(n), np.zeros(n)
+    queues = [[] for _ in capacity]
+    i = 0
+    for t in range(n_slots):
+        while i < n and slot[i] == t:
+            a = server[i]
+            for j, remainder in queues[a]:
+                if t - slot[j] <= horizon:
+                    suffered[i] += remainder / capacity[a]
+                    caused[j] += remainder / capacity[a]
+            queues[a].append([i, work[i]])
+            i += 1
+        for a, queue in enumerate(queues):
+            budget = capacity[a]
+            while queue and budget > 0:
+                take = min(budget, queue[0][1])
+                queue[0][1] -= take
+                budget -= take
+                if queue[0][1] <= 1e-12:
+                    queue.pop(0)
+    return suffered, caused
+
+
+@pytest.mark.parametrize("mode", ["faithful", "corrected"])
+def test_hindsight_credit_matches_fifo_queues_and_keeps_each_episodes_total(mode):
+    config = DedgeaiConfig(mode=mode, slots=7, max_tasks=8, n_bs=4, capacities=[3.0, 5.0, 8.0, 12.0])
+    core = DedgeaiCore(config, num_envs=2, seed=3)
+    core.record_placements()
+    rng = np.random.default_rng(0)
+    waits, total, credited, midway = [[], []], np.zeros(2), {}, {}
+    while len(credited) < 2:
+        live = np.array([r not in credited for r in range(2)])
+        wait = core.network_state().target_wait_s
+        actions = rng.integers(0, 4, 2)
+        for r in np.flatnonzero(live):
+            waits[r].append(wait[r, actions[r]])
+        step = core.step(actions, live)
+        total += step.reward
+        if core.slot[0] == 4 and 0 not in midway:
+            midway[0] = core.credited_rewards(0, 1.0, 1)
+        for r in np.flatnonzero(step.done):
+            credited[r] = {(share, h): core.credited_rewards(r, share, h)
+                           for share in (0.0, 0.5, 1.0) for h in (0, 1, 2, 100)}
+    slots = core.config.decided_slots
+    for r in range(2):
+        led, n = core.ledger, core.ledger["n"][r]
+        args = led["slot"][r, :n], led["server"][r, :n], led["work"][r, :n]
+        for h in (0, 1, 2, 100):
+            suffered, caused = caused_wait(*args, core.capacity, 1.0, slots, h)
+            ref_suffered, ref_caused = fifo_reference_credit(*args, core.capacity, slots, h)
+            np.testing.assert_allclose(suffered, ref_suffered, atol=1e-9)
+            np.testing.assert_allclose(caused, ref_caused, atol=1e-9)
+            if h >= slots:
+                np.testing.assert_allclose(suffered, waits[r], atol=1e-9)     # the core's (Q + Qbef) / f
+            rewards, exact = credited[r][1.0, h]
+            assert exact == n
+            np.testing.assert_allclose(rewards, -(led["delay"][r, :n] - suffered + caused))
+            assert caused.max() > 0
+        assert not np.allclose(credited[r][1.0, 2][0], credited[r][0.0, 2][0])
+        for (share, h), (rewards, _) in credited[r].items():
+            if share == 0.0:
+                np.testing.assert_allclose(rewards, -led["delay"][r, :n])
+            assert rewards.sum() == pytest.approx(total[r], rel=1e-12)
+    # Midway (slot 4 under way, horizon 1) the decisions of slots 0-2 are already final.
+    rewards, exact = midway[0]
+    assert exact == np.searchsorted(core.ledger["slot"][0], 3)
+    np.testing.assert_allclose(rewards[:exact], credited[0][1.0, 1][0][:exact])
+    assert not np.allclose(rewards[exact:], credited[0][1.0, 1][0][exact:len(rewards)])
+
+
+def test_credit_needs_the_ledger_and_other_scenarios_say_they_have_none():
+    core = DedgeaiCore(DedgeaiConfig(slots=3), num_envs=1, seed=0)
+    with pytest.raises(RuntimeError, match="record_placements"):
+        core.credited_rewards(0, 1.0, 2)
+    other = make_core(load_scenario("collab-exit"), 1, 0)
+    with pytest.raises(NotImplementedError, match="collab-exit"):
+        other.record_placements()
