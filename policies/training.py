@@ -205,6 +205,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[str], None
     say = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
     scen = load_scenario(cfg.scenario, cfg.scenario_overrides)
     scenario = scenario_name(scen)
+    # Config errors surface here, before anything of an earlier run is touched.
+    env_config = {"scenario": cfg.scenario, "overrides": list(cfg.scenario_overrides), "seed": cfg.seed}
+    algo_cfg = algorithm_config(cfg.algo, env_config, num_envs=cfg.num_envs,
+                                num_env_runners=cfg.num_env_runners, seed=cfg.seed,
+                                training=cfg.training, model=cfg.model)
     run_dir = tracking.checkpoints_dir() / cfg.name()
     algo_dir, state_file = run_dir / "algo", run_dir / "run.json"
     state: dict = json.loads(state_file.read_text()) if (resume and state_file.is_file()) else {}
@@ -213,10 +218,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[str], None
     run_dir.mkdir(parents=True, exist_ok=True)
 
     init_ray(cfg.num_cpus)
-    env_config = {"scenario": cfg.scenario, "overrides": list(cfg.scenario_overrides), "seed": cfg.seed}
-    algo_cfg = algorithm_config(cfg.algo, env_config, num_envs=cfg.num_envs,
-                                num_env_runners=cfg.num_env_runners, seed=cfg.seed,
-                                training=cfg.training, model=cfg.model)
     if cfg.algo in DIFFUSION_ALGOS:
         # Start exactly `episodes` episodes (split over the runners), so the run ends when they
         # finish and no episode is cut short or left out of the numbering.

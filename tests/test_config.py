@@ -30,6 +30,18 @@ def test_dotted_overrides_parse_yaml_values():
         parse_override("novalue")
 
 
+def test_exponent_numbers_are_floats_in_overrides_and_files(tmp_path):
+    """Plain YAML 1.1 reads `1e-9` as the string '1e-9'; a learning rate written so must be a number."""
+    from envs.config import read_yaml
+
+    assert parse_override("training.lr=1e-9") == ("training.lr", 1e-9)
+    assert parse_override("x=[2E3, -5e-1, 1.5e+2]")[1] == [2000.0, -0.5, 150.0]
+    assert parse_override("x=1e")[1] == "1e" and parse_override("x=7")[1] == 7
+    path = tmp_path / "c.yaml"
+    path.write_text("training:\n  actor_lr: 3e-4\n")
+    assert read_yaml(path) == {"training": {"actor_lr": 3e-4}}
+
+
 @pytest.mark.parametrize("override, message", [
     ("n_bs=-1", "n_bs"),
     ("bogus=1", "bogus: unknown key"),
