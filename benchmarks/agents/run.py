@@ -84,11 +84,11 @@ def jobs(seeds: list[int]) -> list[dict]:
         job["cfg"]["training"]["target_entropy_scale"] = scale
         return job
 
-    def shared_tuned_sac(seed):
+    def tuned_sac(job, seed):
         # RLlib SAC's target_entropy "auto" is -1 for a Discrete space: alpha then falls for
         # ever and the near-greedy policy herds tasks. Ours is 0.65 log 20: give it the same.
-        job = shared("sac", seed)
-        job.update(name=f"shared-sac-tuned-s{seed}", label="sac (target entropy 0.65 log 20)")
+        job.update(name=job["name"].replace(f"-sac-s{seed}", f"-sac-tuned-s{seed}"),
+                   label=job.get("label", "sac").replace("sac", "sac (target entropy 0.65 log 20)", 1))
         job["cfg"]["training"] = {"target_entropy": float(0.65 * np.log(20))}
         return job
 
@@ -113,6 +113,16 @@ def jobs(seeds: list[int]) -> list[dict]:
         job["cfg"]["training"] = {"gamma": gamma, "reward_scale": reward_scale}
         return job
 
+    def corrected_caused(algo, seed, share, horizon):
+        # Hindsight credit: a share of every wait charged to the decision that caused it (the same
+        # total per episode, envs/dedgeai.py `caused_wait`), so even a near-myopic agent sees what
+        # greedy's placement does to the tasks behind it `horizon` slots on.
+        job = corrected(algo, seed)
+        job.update(name=f"corrected-{algo}-caused{share}-h{horizon}-s{seed}",
+                   label=f"{algo} (caused-wait share {share}, {horizon} slots)")
+        job["cfg"]["training"] = {"caused_share": share, "caused_horizon": horizon}
+        return job
+
     def collab(algo, seed):
         return {"group": "collab-exit/urban", "name": f"collab-{algo}-s{seed}",
                 "cfg": dict(scenario="collab-exit/urban", algo=algo, seed=seed)}
@@ -132,7 +142,7 @@ def jobs(seeds: list[int]) -> list[dict]:
     out += [corrected(a, s) for s in first for a in ("lad", "d2sac", "sac-mlp")]
     out += [collab(a, s) for s in first for a in ("lad", "d2sac")]
     out += [collab_dense(a, s) for s in first for a in ("lad", "d2sac")]
-    out += [shared_tuned_sac(s) for s in first] + [shared("ppo", s) for s in first]
+    out += [tuned_sac(shared("sac", s), s) for s in first] + [shared("ppo", s) for s in first]
     out += [shared(a, s) for s in first for a in ("sac", "dqn", "d2sac")]
     out += [shared(a, s) for s in rest for a in ("lad", "d2sac", "sac", "dqn", "ppo")]
     out += [collab(a, s) for s in rest for a in ("lad", "d2sac")]
@@ -141,6 +151,10 @@ def jobs(seeds: list[int]) -> list[dict]:
     out += [faithful_entropy("sac-mlp", s, scale) for s in first for scale in (0.8, 0.9)]
     out += [shared_tuned_ppo(s) for s in first] + [corrected("ppo", s) for s in first]
     out += [faithful_rllib("ppo", s) for s in first]
+    out += [tuned_sac(faithful_rllib("sac", s), s) for s in first] + [faithful_rllib("dqn", s) for s in first]
+    # horizon 1000 > the episode's 60 slots: every transition waits for the end of its episode.
+    out += [corrected_caused("sac-mlp", s, share, h) for s in first
+            for share, h in ((0.5, 2), (1.0, 2), (0.5, 6), (1.0, 6), (0.5, 1000))]
     return out
 
 
