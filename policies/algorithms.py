@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
+import ray
 import torch
 
 from ray.rllib.algorithms.algorithm import Algorithm
@@ -172,6 +173,8 @@ class EdgeDecisionRunner(EnvRunner, Checkpointable):
             seq = state.get(WEIGHTS_SEQ_NO, 0)
             if seq == 0 or self._weights_seq_no < seq:
                 module_state = state[COMPONENT_RL_MODULE]
+                if isinstance(module_state, ray.ObjectRef):   # RLlib broadcasts weights by reference
+                    module_state = ray.get(module_state)
                 if isinstance(module_state, dict) and DEFAULT_MODULE_ID in module_state:
                     module_state = module_state[DEFAULT_MODULE_ID]
                 self.module.set_state(module_state)
@@ -189,9 +192,9 @@ class EdgeDecisionRunner(EnvRunner, Checkpointable):
         return [(COMPONENT_RL_MODULE, self.module)]
 
     def sampler_state(self) -> dict:
-        """Where this runner is in its episodes: the core's snapshot, the open transitions and
-        the episode counters (the replay data itself is not saved)."""
-        return {"num_envs": self.core.num_envs, "core": self.core.get_state(),
+        """Where this runner is in its episodes: the core's snapshot, the open transitions, the
+        episode counters and its own LAD store (the replay data itself is not saved)."""
+        return {"num_envs": self.core.num_envs, "core": self.core.get_state(), "lad_store": self.store.copy(),
                 "rng": self.rng.bit_generator.state, "started": self.started, "next_start": self.next_start,
                 **{name: getattr(self, name).copy() for name in SAMPLER_ARRAYS}}
 
@@ -199,6 +202,8 @@ class EdgeDecisionRunner(EnvRunner, Checkpointable):
         """Continue the episodes in flight from `sampler_state()`, so episode k stays the k-th
         the seeded core draws (and runs stay comparable episode by episode with `evaluate`).
         Without a snapshot that fits (an older checkpoint, another num_envs), start afresh."""
+        if state is not None and np.shape(state.get("lad_store")) == self.store.shape:
+            self.store[...] = state["lad_store"]
         if state is None or state["num_envs"] != self.core.num_envs:
             self.restart_episodes(done, next_start)
             return
@@ -513,6 +518,12 @@ class DiffusionSAC(Algorithm):
     def _remote_or_local(self, fn: Callable):
         return self._on_sampling_runners(fn)[0]
 
+    def lad_store(self) -> np.ndarray:
+        """LAD's historical action probabilities: every sampling runner keeps its own (its own
+        episodes); the policy artifact gets their mean, still a probability per context."""
+        stores = self._on_sampling_runners(lambda r: r.store)
+        return stores[0] if len(stores) == 1 else np.mean(stores, axis=0).astype(np.float32)
+
     def training_step(self) -> None:
         cfg, group = self.config, self.env_runner_group
         per_runner = max(1, cfg.rollout_decisions // max(1, group.num_remote_env_runners() or 1))
@@ -571,7 +582,7 @@ class DiffusionSAC(Algorithm):
         state = super().get_state(components, not_components=not_components, **kwargs)
         samplers = dict(self._on_sampling_runners(lambda r: (r.worker_index or 0, r.sampler_state())))
         state["edge"] = {"episodes": list(self.episodes), "decisions": self.decisions,
-                         "sgd_steps": self.sgd_steps, "lad_store": self._remote_or_local(lambda r: r.store),
+                         "sgd_steps": self.sgd_steps, "lad_store": self.lad_store(),
                          "samplers": samplers}
         return state
 
@@ -585,8 +596,9 @@ class DiffusionSAC(Algorithm):
             store = edge["lad_store"]
             self.env_runner_group.foreach_env_runner(lambda r: r.set_state({"lad_store": store}),
                                                      local_env_runner=True)
-            # Every runner continues its episodes in flight; one without a snapshot (a checkpoint
-            # from before snapshots) starts afresh, numbering on from its own finished episodes.
+            # Every runner continues its episodes in flight with its own store; one without a
+            # snapshot (a checkpoint from before snapshots) starts afresh with the mean store,
+            # numbering on from its own finished episodes.
             runs: dict[int, list[int]] = {}
             for ep in self.episodes:
                 runs.setdefault(ep.get("worker", 0), []).append(ep.get("start", 0))

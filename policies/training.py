@@ -366,9 +366,8 @@ def export_policy(algo, folder: Path, scen, cfg: TrainConfig) -> Path:
     if folder.exists():
         shutil.rmtree(folder)
     module = algo.learner_group._learner.module["default_policy"]
-    store = algo._remote_or_local(lambda r: r.store)
     return write_artifact(folder, module=module, config=scen, algorithm=cfg.algo,
-                          training_config=cfg.model_dump(mode="json"), lad_store=store)
+                          training_config=cfg.model_dump(mode="json"), lad_store=algo.lad_store())
 
 
 def _register(mlflow, client, run_id: str, scenario: str) -> str:

@@ -276,6 +276,25 @@ def test_a_resumed_runner_continues_its_episodes_in_flight():
     assert other.started == 5 and other.ep_start.tolist() == [3, 4, 5]
 
 
+def test_a_resumed_lad_runner_gets_its_own_store_back():
+    """Each runner keeps its own LAD store (its own episodes); the snapshot carries it, so a
+    resume does not replace it with another runner's or with the mean the artifact gets."""
+    import pickle
+
+    from policies.algorithms import EdgeDecisionRunner, algorithm_config
+
+    env_config = {"scenario": "dedgeai", "overrides": ["n_bs=3", "slots=3", "max_tasks=6"], "seed": 4}
+    cfg = algorithm_config("lad", env_config, num_envs=2, seed=4, model={"hidden": 8, "critic_hidden": 8})
+    before = EdgeDecisionRunner(config=cfg)
+    before.sample(num_timesteps=60)
+    snapshot = pickle.loads(pickle.dumps(before.sampler_state()))
+    after = EdgeDecisionRunner(config=cfg)
+    after.set_state({"lad_store": np.full_like(after.store, 0.5)})   # what set_state broadcasts first
+    after.resume(snapshot, done=0, next_start=1)
+    assert not np.allclose(before.store, 1.0 / before.store.shape[1])
+    np.testing.assert_array_equal(after.store, before.store)
+
+
 @pytest.mark.parametrize("form", ["shared", "multi-agent"])
 def test_caused_credit_transitions_arrive_once_per_decision_with_the_episodes_return(form):
     """caused_share > 0: every decision's transition reaches the learner once, `caused_horizon`

@@ -75,6 +75,50 @@ def test_resume_continues_the_episode_count_and_the_run(ray_session):
 
 
 @pytest.mark.slow
+def test_two_remote_runners_share_the_budget_and_resume_with_their_own_episodes(ray_session):
+    """num_env_runners=2: each remote runner starts half the episodes (its own seeded stream, its
+    own LAD store), a resume continues both, and the artifact gets the mean of their stores."""
+    from envs.tracking import checkpoints_dir
+    from policies.training import train
+
+    cfg = dict(num_env_runners=2, run_name="two-runners", register_policy=False)
+    first = train(_cfg(episodes=4, **cfg), progress=lambda m: None)
+    second = train(_cfg(episodes=8, **cfg), resume=True, progress=lambda m: None)
+    assert first["episodes"] == 4 and second["resumed_from_episode"] == 4 and second["episodes"] == 8
+    rows = (checkpoints_dir() / "two-runners" / "episodes.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    workers = [float(r.split(",")[header.index("worker")]) for r in rows[1:]]
+    assert sorted(workers) == [1.0] * 4 + [2.0] * 4            # 4 episodes from each runner
+    store = np.load(os.path.join(second["policy"], "lad_store.npy"))
+    np.testing.assert_allclose(store.sum(1), 1.0, rtol=1e-5)  # still a probability per context
+    assert not np.allclose(store, store[0, 0])                  # and learned, not uniform
+
+
+@pytest.mark.slow
+def test_remote_runners_act_with_the_learners_latest_weights(ray_session):
+    from policies.algorithms import algorithm_config
+
+    cfg = algorithm_config("d2sac", {"scenario": "dedgeai", "overrides": TINY, "seed": 0}, num_envs=2,
+                           num_env_runners=2, model={"hidden": 32, "critic_hidden": 32}, training=FAST)
+    algo = cfg.build_algo()
+    try:
+        initial = algo.env_runner_group.foreach_env_runner(lambda r: r.module.get_state(), local_env_runner=False)
+        for _ in range(4):
+            algo.train()
+        learner = algo.learner_group._learner.module["default_policy"].get_state(inference_only=True)
+        remote = algo.env_runner_group.foreach_env_runner(lambda r: r.module.get_state(), local_env_runner=False)
+    finally:
+        algo.stop()
+    assert algo.sgd_steps > 0 and len(remote) == 2
+    shared = [k for k in remote[0] if k in learner]
+    assert shared
+    for state in remote:
+        for k in shared:
+            np.testing.assert_array_equal(np.asarray(state[k]), np.asarray(learner[k]))
+    assert any(not np.array_equal(initial[0][k], remote[0][k]) for k in shared)   # they did change
+
+
+@pytest.mark.slow
 def test_faithful_multi_agent_form_trains_independent_agents(ray_session):
     from policies.training import train
 
