@@ -670,6 +670,9 @@ def algorithm_config(algo: str, env_config: dict, *, num_envs: int = 10, num_env
                                  seed=seed, training=training, agents=agents)
 
 
+MULTI_AGENT_REPLAY_CAPACITY = 2_000_000
+
+
 def rllib_baseline_config(algo: str, env_config: dict, *, num_envs: int, num_env_runners: int,
                           seed: int | None, training: dict, agents: int | None = None):
     """RLlib's own PPO / DQN / SAC with MLP models: one policy on the gymnasium vector env of the
@@ -702,19 +705,23 @@ def rllib_baseline_config(algo: str, env_config: dict, *, num_envs: int, num_env
     else:
         cfg = cfg.env_runners(gym_env_vectorize_mode=gym.VectorizeMode.VECTOR_ENTRY_POINT)
     # The multi-agent prioritized buffer has no default importance exponent (beta): give it the
-    # single-agent buffer's.
-    replay = ({"type": "MultiAgentPrioritizedEpisodeReplayBuffer", "alpha": 1.0, "beta": 0.0} if multi
-              else {"type": "PrioritizedEpisodeReplayBuffer"})
+    # single-agent buffer's. It also breaks at its first eviction on the turn-based env (RLlib
+    # 2.60: KeyError in the per-module eviction counts, then ValueError in `_sample_independent`
+    # once that is mapped; seen ~200k steps into faithful runs), so the faithful form's buffer
+    # holds the whole default run (60 episodes of ~30,600 decisions, ~4 GB) and never evicts.
+    replay = ({"type": "MultiAgentPrioritizedEpisodeReplayBuffer", "alpha": 1.0, "beta": 0.0,
+               "capacity": MULTI_AGENT_REPLAY_CAPACITY} if multi
+              else {"type": "PrioritizedEpisodeReplayBuffer", "capacity": 200_000})
     defaults = {
         "ppo": dict(lr=3e-4, gamma=0.5, train_batch_size_per_learner=4096, minibatch_size=512,
                     num_epochs=4, entropy_coeff=0.01, lambda_=0.9),
         "dqn": dict(lr=5e-4, gamma=0.5, train_batch_size_per_learner=256, n_step=1,
                     target_network_update_freq=2000, training_intensity=0.5,
-                    replay_buffer_config={**replay, "capacity": 200_000},
+                    replay_buffer_config=replay,
                     num_steps_sampled_before_learning_starts=4096, double_q=True, dueling=True),
         "sac": dict(actor_lr=3e-4, critic_lr=1e-3, alpha_lr=3e-4, gamma=0.5,
                     train_batch_size_per_learner=256, training_intensity=0.5,
-                    replay_buffer_config={**replay, "capacity": 200_000},
+                    replay_buffer_config=replay,
                     num_steps_sampled_before_learning_starts=4096, target_entropy="auto"),
     }[algo]
     defaults.update(training)

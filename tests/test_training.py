@@ -161,6 +161,19 @@ def test_rllib_replay_baselines_train_one_policy_per_bs(ray_session, algo):
     assert result["episodes"] >= 3 and np.isfinite(result["final_mean_delay_s"])
 
 
+def test_faithful_rllib_replay_never_evicts_in_a_default_run():
+    """RLlib 2.60's multi-agent episode buffers break at their first eviction on the turn-based
+    env; the faithful form's buffer must hold all 60 default episodes."""
+    from envs.scenarios import load_scenario, make_core
+    from policies.algorithms import MULTI_AGENT_REPLAY_CAPACITY, algorithm_config
+
+    core = make_core(load_scenario("dedgeai", ["form=multi-agent"]), 1, 0)
+    assert MULTI_AGENT_REPLAY_CAPACITY >= 60 * core.mean_episode_decisions() * 1.05
+    for algo in ("dqn", "sac"):
+        cfg = algorithm_config(algo, {"scenario": "dedgeai", "overrides": ["form=multi-agent"]}, num_envs=1)
+        assert cfg.replay_buffer_config["capacity"] == MULTI_AGENT_REPLAY_CAPACITY
+
+
 def test_whitelisted_metrics_average_the_modules_of_a_multi_agent_run():
     from policies.training import whitelisted_metrics
 

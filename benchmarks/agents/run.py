@@ -24,6 +24,7 @@ import json
 import os
 import sys
 import time
+import traceback
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -407,7 +408,7 @@ def main() -> int:
                 result = run_job(job, args.episodes)
             except Exception as exc:  # noqa: BLE001 - report, skip, go on with the next job
                 print(f"!! {job['name']} failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
-                (RUNS / f"{job['name']}.error").write_text(f"{type(exc).__name__}: {exc}\n")
+                (RUNS / f"{job['name']}.error").write_text(traceback.format_exc())
                 continue
             done.write_text(json.dumps(result, default=float))
             ref = heuristic_reference(job["cfg"]["scenario"], job["cfg"].get("scenario_overrides", []), cache)
