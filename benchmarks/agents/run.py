@@ -156,6 +156,7 @@ def jobs(seeds: list[int]) -> list[dict]:
     # horizon 1000 > the episode's 60 slots: every transition waits for the end of its episode.
     out += [corrected_caused("sac-mlp", s, share, h) for s in first
             for share, h in ((0.5, 2), (1.0, 2), (0.5, 6), (1.0, 6), (0.5, 1000))]
+    out += [corrected_caused("sac-mlp", s, 0.5, 2) for s in rest]
     return out
 
 
