@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
 import time
 from collections import Counter
 from typing import Any, Callable
@@ -637,8 +638,10 @@ def check_training_options(algo: str, config_class: type, training: dict) -> Non
 
 
 def algorithm_config(algo: str, env_config: dict, *, num_envs: int = 10, num_env_runners: int = 0,
-                     seed: int | None = None, training: dict | None = None, model: dict | None = None):
-    """The AlgorithmConfig of `algo` on the scenario of `env_config` (scenario, overrides, seed)."""
+                     seed: int | None = None, training: dict | None = None, model: dict | None = None,
+                     episodes: int = 60):
+    """The AlgorithmConfig of `algo` on the scenario of `env_config` (scenario, overrides, seed);
+    `episodes`: how many the run will simulate (sizes the faithful RLlib buffers)."""
     training = dict(training or {})
     scen = load_scenario(env_config["scenario"], env_config.get("overrides", ()))
     if algo in DIFFUSION_ALGOS:
@@ -665,19 +668,20 @@ def algorithm_config(algo: str, env_config: dict, *, num_envs: int = 10, num_env
                                                          model_config=model_config))
     if algo not in RLLIB_ALGOS:
         raise ValueError(f"unknown algo {algo!r}; choose one of {', '.join(ALGOS)}")
-    agents = make_core(scen, 1, 0).num_agents if uses_agents(scen) else None
+    core = make_core(scen, 1, 0)
+    agents = core.num_agents if uses_agents(scen) else None
     return rllib_baseline_config(algo, env_config, num_envs=num_envs, num_env_runners=num_env_runners,
-                                 seed=seed, training=training, agents=agents)
-
-
-MULTI_AGENT_REPLAY_CAPACITY = 2_000_000
+                                 seed=seed, training=training, agents=agents,
+                                 run_steps=episodes * core.mean_episode_decisions())
 
 
 def rllib_baseline_config(algo: str, env_config: dict, *, num_envs: int, num_env_runners: int,
-                          seed: int | None, training: dict, agents: int | None = None):
+                          seed: int | None, training: dict, agents: int | None = None,
+                          run_steps: float = 0.0):
     """RLlib's own PPO / DQN / SAC with MLP models: one policy on the gymnasium vector env of the
     scenario, or (`agents`: the faithful form) one independent policy per base station on the
-    turn-based MultiAgentEnv, `num_envs` of them per runner."""
+    turn-based MultiAgentEnv, `num_envs` of them per runner. `run_steps`: the decisions the run
+    expects (the faithful form's buffer holds them all)."""
     from ray.rllib.algorithms.dqn import DQNConfig
     from ray.rllib.algorithms.ppo import PPOConfig
     from ray.rllib.algorithms.sac import SACConfig
@@ -708,9 +712,9 @@ def rllib_baseline_config(algo: str, env_config: dict, *, num_envs: int, num_env
     # single-agent buffer's. It also breaks at its first eviction on the turn-based env (RLlib
     # 2.60: KeyError in the per-module eviction counts, then ValueError in `_sample_independent`
     # once that is mapped; seen ~200k steps into faithful runs), so the faithful form's buffer
-    # holds the whole default run (60 episodes of ~30,600 decisions, ~4 GB) and never evicts.
+    # holds every decision of the run (60 default episodes: 1.84M, a few GB) and never evicts.
     replay = ({"type": "MultiAgentPrioritizedEpisodeReplayBuffer", "alpha": 1.0, "beta": 0.0,
-               "capacity": MULTI_AGENT_REPLAY_CAPACITY} if multi
+               "capacity": max(200_000, math.ceil(1.1 * run_steps))} if multi
               else {"type": "PrioritizedEpisodeReplayBuffer", "capacity": 200_000})
     defaults = {
         "ppo": dict(lr=3e-4, gamma=0.5, train_batch_size_per_learner=4096, minibatch_size=512,
