@@ -16,7 +16,11 @@ def register(subparsers, parents) -> None:
                     "  aigc-edge train --scenario dedgeai --algo lad --set scenario_overrides=[form=multi-agent]\n"
                     "  aigc-edge train --scenario collab-exit/urban --algo d2sac --set training.actor_lr=0.001\n"
                     "  aigc-edge train --scenario dedgeai --algo sac --resume   # continue after a kill\n"
-                    "Fields for --set: see policies/training.py TrainConfig (training.*, model.*, num_envs, ...).")
+                    "  aigc-edge train --scenario dedgeai-corrected --algo sac-mlp --set training.caused_share=0.5\n"
+                    "  aigc-edge train --scenario dedgeai --algo lad --set num_env_runners=2   # two remote samplers\n"
+                    "Fields for --set: see policies/training.py TrainConfig (training.*, model.*, num_envs, ...);\n"
+                    "training.* takes policies/algorithms.py DiffusionSACConfig.OWN_TRAINING and RLlib's\n"
+                    "AlgorithmConfig.training() keywords (a typo is refused with the field named).")
     p.add_argument("--scenario", default=None, help="preset name or YAML path (default dedgeai)")
     p.add_argument("--algo", default=None, choices=["lad", "d2sac", "sac-mlp", "sac", "ppo", "dqn"],
                    help="agent (default lad)")
