@@ -157,6 +157,7 @@ def jobs(seeds: list[int]) -> list[dict]:
     out += [corrected_caused("sac-mlp", s, share, h) for s in first
             for share, h in ((0.5, 2), (1.0, 2), (0.5, 6), (1.0, 6), (0.5, 1000))]
     out += [corrected_caused("sac-mlp", s, 0.5, 2) for s in rest]
+    out += [corrected_caused(a, s, 0.5, 2) for s in first for a in ("lad", "d2sac")]
     return out
 
 
