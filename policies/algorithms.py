@@ -712,7 +712,8 @@ def rllib_baseline_config(algo: str, env_config: dict, *, num_envs: int, num_env
     # single-agent buffer's. It also breaks at its first eviction on the turn-based env (RLlib
     # 2.60: KeyError in the per-module eviction counts, then ValueError in `_sample_independent`
     # once that is mapped; seen ~200k steps into faithful runs), so the faithful form's buffer
-    # holds every decision of the run (60 default episodes: 1.84M, a few GB) and never evicts.
+    # holds every decision of the run (60 default episodes: 1.84M) and never evicts. Memory is
+    # then the limit: a faithful DQN/SAC process held 8 GB after 20 episodes (README, Agents).
     replay = ({"type": "MultiAgentPrioritizedEpisodeReplayBuffer", "alpha": 1.0, "beta": 0.0,
                "capacity": max(200_000, math.ceil(1.1 * run_steps))} if multi
               else {"type": "PrioritizedEpisodeReplayBuffer", "capacity": 200_000})
