@@ -265,17 +265,23 @@ class DedgeaiCore(VectorCore):
         led["work"][rows, i], led["delay"][rows, i] = work, delay
         led["n"][rows] = i + 1
 
-    def credited_rewards(self, row: int, caused_share: float, horizon: int) -> tuple[np.ndarray, int]:
-        led = self.ledger
-        if not led:
+    def _ledger_of(self, row: int) -> tuple[dict, int]:
+        if not self.ledger:
             raise RuntimeError("call record_placements() before the episode starts")
-        n = led["n"][row]
+        return self.ledger, int(self.ledger["n"][row])
+
+    def final_decisions(self, row: int, horizon: int) -> int:
+        led, n = self._ledger_of(row)
+        if self.slot[row] >= self.config.decided_slots:
+            return n
+        return int(np.searchsorted(led["slot"][row, :n], self.slot[row] - horizon))
+
+    def credited_rewards(self, row: int, caused_share: float, horizon: int) -> np.ndarray:
+        led, n = self._ledger_of(row)
         slot, server, work = led["slot"][row, :n], led["server"][row, :n], led["work"][row, :n]
-        finished = self.slot[row] >= self.config.decided_slots
-        n_slots = self.config.decided_slots if finished else int(self.slot[row]) + 1
+        n_slots = min(int(self.slot[row]) + 1, self.config.decided_slots)
         suffered, caused = caused_wait(slot, server, work, self.capacity, self.config.slot_s, n_slots, horizon)
-        exact = n if finished else int(np.searchsorted(slot, self.slot[row] - horizon))
-        return -(led["delay"][row, :n] + caused_share * (caused - suffered)), exact
+        return -(led["delay"][row, :n] + caused_share * (caused - suffered))
 
     # ---- what heuristics and LAD read -----------------------------------------------------------
     def network_state(self) -> NetworkState:

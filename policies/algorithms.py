@@ -127,7 +127,7 @@ class EdgeDecisionRunner(EnvRunner, Checkpointable):
         self.caused_share = float(getattr(self.config, "caused_share", 0.0))
         self.caused_horizon = int(getattr(self.config, "caused_horizon", 0))
         self.awaiting_credit: dict[int, list[dict]] = {}
-        self.credited: dict[int, tuple[np.ndarray, int]] = {}
+        self.credited: dict[int, tuple[np.ndarray, int]] = {}   # episode -> (rewards, final count)
         if self.caused_share:
             self.core.record_placements()
         self.ep_delay = np.zeros(B)
@@ -319,7 +319,8 @@ class EdgeDecisionRunner(EnvRunner, Checkpointable):
         return cat
 
     def _credit(self, row: int) -> tuple[np.ndarray, int]:
-        return self.core.credited_rewards(row, self.caused_share, self.caused_horizon)
+        final = self.core.final_decisions(row, self.caused_horizon)
+        return self.core.credited_rewards(row, self.caused_share, self.caused_horizon), final
 
     def _apply_credit(self, closed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Park `closed` by episode; -> every parked transition whose credit is now final."""
@@ -328,7 +329,11 @@ class EdgeDecisionRunner(EnvRunner, Checkpointable):
             mine = episode == ep
             self.awaiting_credit.setdefault(int(ep), []).append({k: v[mine] for k, v in closed.items()})
         for r in np.flatnonzero(self.active):      # episodes under way: their first slots are final
-            self.credited[int(self.ep_start[r])] = self._credit(r)
+            ep, final = int(self.ep_start[r]), self.core.final_decisions(r, self.caused_horizon)
+            parked = self.awaiting_credit.get(ep)
+            # Re-credit only when a parked transition has become final (a slot has closed).
+            if parked and any((c["index"] < final).any() for c in parked):
+                self.credited[ep] = self._credit(r)
         parts = []
         for ep, (rewards, exact) in self.credited.items():
             chunks = self.awaiting_credit.pop(ep, None)

@@ -168,9 +168,9 @@ def test_hindsight_credit_matches_fifo_queues_and_keeps_each_episodes_total(mode
         step = core.step(actions, live)
         total += step.reward
         if core.slot[0] == 4 and 0 not in midway:
-            midway[0] = core.credited_rewards(0, 1.0, 1)
+            midway[0] = core.credited_rewards(0, 1.0, 1), core.final_decisions(0, 1)
         for r in np.flatnonzero(step.done):
-            credited[r] = {(share, h): core.credited_rewards(r, share, h)
+            credited[r] = {(share, h): (core.credited_rewards(r, share, h), core.final_decisions(r, h))
                            for share in (0.0, 0.5, 1.0) for h in (0, 1, 2, 100)}
     slots = core.config.decided_slots
     for r in range(2):
