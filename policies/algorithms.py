@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import difflib
 import inspect
-import math
 import time
 from collections import Counter
 from typing import Any, Callable
@@ -643,10 +642,8 @@ def check_training_options(algo: str, config_class: type, training: dict) -> Non
 
 
 def algorithm_config(algo: str, env_config: dict, *, num_envs: int = 10, num_env_runners: int = 0,
-                     seed: int | None = None, training: dict | None = None, model: dict | None = None,
-                     episodes: int = 60):
-    """The AlgorithmConfig of `algo` on the scenario of `env_config` (scenario, overrides, seed);
-    `episodes`: how many the run will simulate (sizes the faithful RLlib buffers)."""
+                     seed: int | None = None, training: dict | None = None, model: dict | None = None):
+    """The AlgorithmConfig of `algo` on the scenario of `env_config` (scenario, overrides, seed)."""
     training = dict(training or {})
     scen = load_scenario(env_config["scenario"], env_config.get("overrides", ()))
     if algo in DIFFUSION_ALGOS:
@@ -677,16 +674,25 @@ def algorithm_config(algo: str, env_config: dict, *, num_envs: int = 10, num_env
     agents = core.num_agents if uses_agents(scen) else None
     return rllib_baseline_config(algo, env_config, num_envs=num_envs, num_env_runners=num_env_runners,
                                  seed=seed, training=training, agents=agents,
-                                 run_steps=episodes * core.mean_episode_decisions())
+                                 episode_decisions=core.mean_episode_decisions())
+
+
+# RLlib's DQN/SAC replay, in decisions (all policies together in the faithful form). RLlib's
+# episode buffers take ~7 KB per stored decision here: a buffer holding a whole 60-episode run
+# (1.8M decisions) does not fit in memory.
+REPLAY_CAPACITY = 200_000
+# The faithful form's buffer drops an episode it evicts while it still runs, with the rest of
+# it (policies/rllib_replay.py): hold this many of every env's episodes so that it rarely does.
+RUNNING_EPISODES_HELD = 1.5
 
 
 def rllib_baseline_config(algo: str, env_config: dict, *, num_envs: int, num_env_runners: int,
                           seed: int | None, training: dict, agents: int | None = None,
-                          run_steps: float = 0.0):
+                          episode_decisions: float = 0.0):
     """RLlib's own PPO / DQN / SAC with MLP models: one policy on the gymnasium vector env of the
     scenario, or (`agents`: the faithful form) one independent policy per base station on the
-    turn-based MultiAgentEnv, `num_envs` of them per runner. `run_steps`: the decisions the run
-    expects (the faithful form's buffer holds them all)."""
+    turn-based MultiAgentEnv, `num_envs` of them per runner (`episode_decisions`: the mean
+    decisions of an episode, which size that form's buffer)."""
     from ray.rllib.algorithms.dqn import DQNConfig
     from ray.rllib.algorithms.ppo import PPOConfig
     from ray.rllib.algorithms.sac import SACConfig
@@ -694,12 +700,14 @@ def rllib_baseline_config(algo: str, env_config: dict, *, num_envs: int, num_env
     from ray.rllib.connectors.env_to_module.mean_std_filter import MeanStdFilter
 
     from envs.rllib_env import MULTI_AGENT_ENV, VECTOR_ENV, agent_id, register_rllib_envs
+    from policies.rllib_replay import REPLACED_BUFFER, TurnBasedDQN, TurnBasedSAC
 
     register_rllib_envs()
     multi = agents is not None
     config_class = {"ppo": PPOConfig, "dqn": DQNConfig, "sac": SACConfig}[algo]
     check_training_options(algo, config_class, training)
-    base = config_class()
+    turn_based = {"dqn": TurnBasedDQN, "sac": TurnBasedSAC}
+    base = config_class(algo_class=turn_based[algo]) if multi and algo in turn_based else config_class()
     cfg = (base.environment(env=MULTI_AGENT_ENV if multi else VECTOR_ENV, env_config=dict(env_config))
            .env_runners(num_env_runners=num_env_runners, num_envs_per_env_runner=num_envs,
                         num_cpus_per_env_runner=0.5,
@@ -714,14 +722,12 @@ def rllib_baseline_config(algo: str, env_config: dict, *, num_envs: int, num_env
     else:
         cfg = cfg.env_runners(gym_env_vectorize_mode=gym.VectorizeMode.VECTOR_ENTRY_POINT)
     # The multi-agent prioritized buffer has no default importance exponent (beta): give it the
-    # single-agent buffer's. It also breaks at its first eviction on the turn-based env (RLlib
-    # 2.60: KeyError in the per-module eviction counts, then ValueError in `_sample_independent`
-    # once that is mapped; seen ~200k steps into faithful runs), so the faithful form's buffer
-    # holds every decision of the run (60 default episodes: 1.84M) and never evicts. Memory is
-    # then the limit: a faithful DQN/SAC process held 8 GB after 20 episodes (README, Agents).
-    replay = ({"type": "MultiAgentPrioritizedEpisodeReplayBuffer", "alpha": 1.0, "beta": 0.0,
-               "capacity": max(200_000, math.ceil(1.1 * run_steps))} if multi
-              else {"type": "PrioritizedEpisodeReplayBuffer", "capacity": 200_000})
+    # single-agent buffer's. RLlib 2.60's breaks at its first eviction on the turn-based env;
+    # the faithful form's DQN and SAC use a fixed subclass (policies/rllib_replay.py).
+    replay = {"type": "PrioritizedEpisodeReplayBuffer", "capacity": REPLAY_CAPACITY}
+    if multi:
+        held = RUNNING_EPISODES_HELD * num_envs * max(num_env_runners, 1) * episode_decisions
+        replay.update(type=REPLACED_BUFFER, alpha=1.0, beta=0.0, capacity=max(REPLAY_CAPACITY, int(held)))
     defaults = {
         "ppo": dict(lr=3e-4, gamma=0.5, train_batch_size_per_learner=4096, minibatch_size=512,
                     num_epochs=4, entropy_coeff=0.01, lambda_=0.9),

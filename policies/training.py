@@ -209,7 +209,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[str], None
     env_config = {"scenario": cfg.scenario, "overrides": list(cfg.scenario_overrides), "seed": cfg.seed}
     algo_cfg = algorithm_config(cfg.algo, env_config, num_envs=cfg.num_envs,
                                 num_env_runners=cfg.num_env_runners, seed=cfg.seed,
-                                training=cfg.training, model=cfg.model, episodes=cfg.episodes)
+                                training=cfg.training, model=cfg.model)
     run_dir = tracking.checkpoints_dir() / cfg.name()
     algo_dir, state_file = run_dir / "algo", run_dir / "run.json"
     state: dict = json.loads(state_file.read_text()) if (resume and state_file.is_file()) else {}
