@@ -143,8 +143,8 @@ class EdgeDecisionRunner(EnvRunner, Checkpointable):
         self.finished: list[dict] = []          # completed episodes since the last get_metrics
         self._weights_seq_no = 0
         # The core drew its first B episodes when built; every reset draws the next ones in row
-        # order, so episode number k is the k-th the core's seeded stream produced (the k-th of
-        # `aigc-edge evaluate` with the same seed: runs can be compared episode by episode).
+        # order, so episode number k is the k-th the core's seeded stream produced (replayable:
+        # policies/evaluation.py `on_runner_episodes` plays a heuristic on exactly these episodes).
         self._start(np.arange(B))
 
     # -- RLlib plumbing ---------------------------------------------------------------------------
@@ -200,7 +200,7 @@ class EdgeDecisionRunner(EnvRunner, Checkpointable):
 
     def resume(self, state: dict | None, done: int, next_start: int) -> None:
         """Continue the episodes in flight from `sampler_state()`, so episode k stays the k-th
-        the seeded core draws (and runs stay comparable episode by episode with `evaluate`).
+        the seeded core draws (and runs stay comparable episode by episode with a heuristic).
         Without a snapshot that fits (an older checkpoint, another num_envs), start afresh."""
         if state is not None and np.shape(state.get("lad_store")) == self.store.shape:
             self.store[...] = state["lad_store"]

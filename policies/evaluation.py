@@ -6,6 +6,7 @@ per-task delay (how the LAD-TS paper and its code report it); percentiles pool e
 """
 from __future__ import annotations
 
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -92,6 +93,126 @@ def _run_round(core, policy: Policy, log: EpisodeLog, progress: bool, before: in
         log.rewards.append(columns["reward"][when, copy])
         log.quality.append(columns["quality"][when, copy])
         log.missed.append(columns["missed"][when, copy])
+
+
+# ---- the episodes a training run played -------------------------------------------------------
+# Episodes differ a lot in load, so a run is compared with a heuristic on exactly its episodes.
+# An episode is not always a function of its number alone: dedgeai-corrected (the `generator`
+# episode stream) draws each slot's tasks as its copy begins the slot, from one generator for
+# all copies, so the heuristic must step the simulator exactly as the run did. When copies begin
+# slots and episodes does not depend on the policy (only on the tasks), so that can be replayed.
+
+def _finished(delay: float, reward: float, decisions: int) -> dict:
+    return {"mean_delay_s": delay / decisions, "mean_reward": reward / decisions, "decisions": int(decisions)}
+
+
+def on_runner_episodes(config: ScenarioConfig, policy: Policy, seed: int, num_envs: int,
+                       episodes: int) -> list[dict]:
+    """`policy` on exactly the episodes a run of our agents played on one env runner with this
+    seed, numbered as the run numbers them (by start): the core is stepped as `EdgeDecisionRunner`
+    steps it, `num_envs` copies in lockstep, a finished copy restarted at once, in row order,
+    until `episodes` have started."""
+    core = make_core(config, num_envs=num_envs, seed=seed)
+    rows = np.arange(num_envs)
+    active, number = rows < episodes, rows.copy()
+    started = int(active.sum())
+    delay, reward, length = np.zeros(num_envs), np.zeros(num_envs), np.zeros(num_envs, np.int64)
+    out: list[dict] = [{} for _ in range(episodes)]
+    while active.any():
+        actions = core.encoding.check(policy.decide(core.observe(), core.network_state()))
+        result = core.step(actions, None if active.all() else active)
+        delay[active] += result.delay_s[active]
+        reward[active] += result.reward[active]
+        length[active] += 1
+        ended = rows[active & result.done]
+        for r in ended:
+            out[number[r]] = _finished(delay[r], reward[r], length[r])
+        active[ended] = False
+        delay[ended], reward[ended], length[ended] = 0.0, 0.0, 0
+        restart = ended[:max(0, min(ended.size, episodes - started))]
+        if restart.size:
+            core.reset(np.isin(rows, restart))
+            active[restart] = True
+            number[restart] = started + np.arange(restart.size)
+            started += restart.size
+    return out
+
+
+def on_rllib_run_episodes(config: ScenarioConfig, policy: Policy, seed: int, num_envs: int,
+                          episodes: int, shared_stream: bool) -> list[dict]:
+    """`policy` on exactly the first `episodes` episodes an RLlib run with this seed finished on
+    its local env runner, in the order it finished them. RLlib's runners step their `num_envs`
+    envs in lockstep, one decision each per step; a finished env spends the next step on its
+    reset (next-step autoreset); finished episodes are reported in that order, ties by env
+    index. `shared_stream`: the single-agent form, one vector env of `num_envs` copies, replayed
+    as RLlib steps it; otherwise `num_envs` turn-based envs, sub-env i seeded with seed + i."""
+    if shared_stream:
+        return _on_rllib_vector_env(config, policy, seed, num_envs, episodes)
+    streams = [seed + i for i in range(num_envs)]
+    per_stream = 2 * (episodes // num_envs) + 4
+    logs = {s: run_episodes(config, policy, per_stream, seed=s) for s in streams}
+    # Each turn-based env has a core of its own: its k-th episode is the k-th of its stream only
+    # where whole episodes are drawn from the stream (dedgeai's public tape), not where tasks are
+    # drawn as copies run. Check on one episode instead of assuming.
+    alone = run_episodes(config, policy, 1, seed=streams[0])
+    if not np.array_equal(alone.delays[0], logs[streams[0]].delays[0]):
+        raise NotImplementedError("this scenario draws tasks as its copies run: pairing a turn-based "
+                                  "RLlib run needs one core per env, which is not implemented")
+    order = rllib_episode_order({s: [len(d) for d in log.delays] for s, log in logs.items()},
+                                num_envs, episodes)
+    return [{**_finished(logs[s].delays[k].sum(), logs[s].rewards[k].sum(), len(logs[s].delays[k])),
+             "stream": s, "draw": k} for s, k in order]
+
+
+def rllib_episode_order(lengths: dict[int, list[int]], num_envs: int, episodes: int) -> list[tuple[int, int]]:
+    """Which episode, as (stream, draw index), each of the first `episodes` episodes of RLlib's
+    `num_envs` lockstep envs finished was; env i plays stream `sorted(lengths)[i]`, whose episodes
+    have `lengths` decisions."""
+    streams = sorted(lengths)
+    if len(streams) != num_envs:
+        raise ValueError(f"{len(streams)} streams for {num_envs} envs")
+    drawn = [0] * num_envs
+
+    def draw(env: int, start: int) -> tuple[float, tuple[int, int] | None, int]:
+        k, stream = drawn[env], streams[env]
+        if k >= len(lengths[stream]):
+            return math.inf, None, env                       # an error only if it is needed
+        drawn[env] += 1
+        return start + lengths[stream][k] - 1, (stream, k), env   # the step it finishes at
+
+    running = [draw(env, 1) for env in range(num_envs)]
+    order: list[tuple[int, int]] = []
+    while len(order) < episodes:
+        finish, episode, env = min(running, key=lambda r: (r[0], r[2]))
+        if episode is None:
+            raise ValueError(f"the streams' {sum(map(len, lengths.values()))} episodes are not "
+                             f"enough for {episodes} finished ones")
+        order.append(episode)
+        running[env] = draw(env, finish + 2)
+    return order
+
+
+def _on_rllib_vector_env(config: ScenarioConfig, policy: Policy, seed: int, num_envs: int,
+                         episodes: int) -> list[dict]:
+    from envs.gym_env import VectorEdgeEnv
+
+    env = VectorEdgeEnv(config, num_envs=num_envs, seed=seed)
+    env.reset(seed=seed)                       # as RLlib's runner does first
+    core, rows = env.core, np.arange(num_envs)
+    deciding = np.ones(num_envs, bool)         # False on a copy's reset step
+    delay, reward, length = np.zeros(num_envs), np.zeros(num_envs), np.zeros(num_envs, np.int64)
+    out: list[dict] = []
+    while len(out) < episodes:
+        actions = core.encoding.check(policy.decide(core.observe(), core.network_state()))
+        _, rew, _, truncated, infos = env.step(actions)
+        delay[deciding] += infos["delay_s"][deciding]
+        reward[deciding] += rew[deciding]
+        length[deciding] += 1
+        for r in rows[truncated]:
+            out.append(_finished(delay[r], reward[r], length[r]))
+        delay[truncated], reward[truncated], length[truncated] = 0.0, 0.0, 0
+        deciding = ~truncated
+    return out[:episodes]
 
 
 def summarise(log: EpisodeLog, scenario: str, policy: str, has_quality: bool,

@@ -133,10 +133,11 @@ def init_ray(num_cpus: int | None = None):
 
 
 # ---- episode bookkeeping of the RLlib baselines -------------------------------------------------
-# Per-episode mean reward per decision of RLlib's stock env runners in this process (the local
-# runner, num_env_runners=0): RLlib's own metrics only report windowed means, and a reduce=None
-# list turned out to re-report earlier episodes. Remote runners' episodes are counted, not logged.
-FINISHED_EPISODES: list[float] = []
+# (mean reward per decision, decisions) of every episode RLlib's stock env runners finished in
+# this process (the local runner, num_env_runners=0): RLlib's own metrics only report windowed
+# means, and a reduce=None list turned out to re-report earlier episodes. Remote runners'
+# episodes are counted, not logged.
+FINISHED_EPISODES: list[tuple[float, int]] = []
 
 
 def baseline_callbacks():
@@ -159,7 +160,7 @@ def baseline_callbacks():
                 total[1] += len(chunk)
                 if chunk.is_done:
                     episode_return, decisions = self.open.pop(chunk.id_)
-                    FINISHED_EPISODES.append(episode_return / max(decisions, 1))
+                    FINISHED_EPISODES.append((episode_return / max(decisions, 1), decisions))
 
     return EpisodeDelay
 
@@ -186,8 +187,8 @@ class EpisodeBook:
             # episodes finished before a resume, or on remote runners: counted, value unknown
             for _ in range(int(lifetime) - len(self.extra) - len(values)):
                 self.extra.append({"episode": len(self.extra) + 1})
-        for v in values:
-            rec = {"episode": len(self.extra) + 1, "mean_reward": float(v)}
+        for v, decisions in values:
+            rec = {"episode": len(self.extra) + 1, "mean_reward": float(v), "decisions": int(decisions)}
             if self.delay_is_reward:
                 rec["mean_delay_s"] = -float(v)
             self.extra.append(rec)

@@ -213,7 +213,7 @@ def test_runner_starts_exactly_the_budget_and_numbers_by_start(budget):
 
 
 def test_training_episodes_are_the_evaluation_episodes_of_the_same_seed(monkeypatch):
-    """Episode k of a run is the k-th episode `evaluate` plays with the same seed, however many
+    """On dedgeai's public stream, episode k of a run is the k-th `evaluate` plays with the same seed, however many
     copies either runs at once: a run's last episodes can be compared with a heuristic on
     exactly those episodes."""
     from envs.scenarios import load_scenario
@@ -239,6 +239,56 @@ def test_training_episodes_are_the_evaluation_episodes_of_the_same_seed(monkeypa
         # decisions per episode = its task count, drawn by the stream whatever the policy does
         assert [len(d) for d in log.delays] == [by_start[k] for k in range(1, 6)]
     assert len(set(by_start.values())) > 1
+
+
+def _record_steps(core, log: list):
+    """Wrap `core.step` to log, before every step, which copies step and their tasks' features."""
+    step = core.step
+
+    def recorded(actions, active=None):
+        mask = np.ones(core.num_envs, bool) if active is None else np.array(active, bool)
+        log.append((mask, core.observe()[:, :2].copy()))      # input size, work of each task
+        return step(actions, active)
+    core.step = recorded
+    return core
+
+
+def test_greedy_replays_exactly_the_tasks_a_run_decided_in_corrected_mode(monkeypatch):
+    """dedgeai-corrected draws each slot's tasks as its copy begins the slot, from one generator
+    for all copies, so `evaluate` (another number of copies) plays other episodes;
+    `on_runner_episodes` steps the core as the runner does and must see exactly the run's tasks,
+    step by step."""
+    from envs.scenarios import load_scenario, make_core
+    from policies import evaluation
+    from policies.algorithms import EdgeDecisionRunner, algorithm_config
+
+    overrides = ["n_bs=3", "slots=3", "max_tasks=6"]
+    env_config = {"scenario": "dedgeai-corrected", "overrides": overrides, "seed": 11}
+    cfg = algorithm_config("sac-mlp", env_config, num_envs=3, seed=11, model={"hidden": 8, "critic_hidden": 8})
+    cfg.training(episode_budget=7)
+    runner = EdgeDecisionRunner(config=cfg)
+    run_log: list = []
+    _record_steps(runner.core, run_log)
+    finished = []
+    while runner.active.any():
+        runner.sample(num_timesteps=20)
+        finished += runner.get_metrics()
+    by_start = {e["start"]: e["decisions"] for e in finished}
+
+    config = load_scenario("dedgeai-corrected", overrides)
+    greedy = evaluation.resolve_policy("greedy", config)
+    replay_log: list = []
+    monkeypatch.setattr(evaluation, "make_core", lambda *a, **k: _record_steps(make_core(*a, **k), replay_log))
+    replayed = evaluation.on_runner_episodes(config, greedy, seed=11, num_envs=3, episodes=7)
+    assert [e["decisions"] for e in replayed] == [by_start[k] for k in range(1, 8)]
+    assert len(replay_log) == len(run_log)
+    for (mask, tasks), (run_mask, run_tasks) in zip(replay_log, run_log):
+        np.testing.assert_array_equal(mask, run_mask)
+        np.testing.assert_array_equal(tasks[mask], run_tasks[mask])
+    # evaluate's core of another size draws other episodes from the same seed
+    monkeypatch.undo()
+    log = evaluation.run_episodes(config, greedy, episodes=7, seed=11)
+    assert [len(d) for d in log.delays] != [e["decisions"] for e in replayed]
 
 
 def test_a_resumed_runner_continues_its_episodes_in_flight():

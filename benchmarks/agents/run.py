@@ -178,9 +178,8 @@ def run_job(job: dict, episodes: int) -> dict:
     result["episodes_log"] = _read_episodes(run_dir / "episodes.csv")
     result["finished_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
     result["job_wall_s"] = time.time() - t0
+    result.update(paired_greedy(job["cfg"], result["episodes_log"]))
     if cfg.algo in DIFFUSION_ALGOS:
-        result["greedy_same_episodes"] = greedy_on_run_episodes(cfg.scenario, tuple(cfg.scenario_overrides),
-                                                                cfg.seed, episodes)
         from policies.artifact import load_policy
         from policies.evaluation import evaluate
         scen = load_scenario(cfg.scenario, cfg.scenario_overrides)
@@ -192,16 +191,78 @@ def run_job(job: dict, episodes: int) -> dict:
     return result
 
 
-@functools.lru_cache(maxsize=None)     # the algorithms of one seed share their episodes
-def greedy_on_run_episodes(scenario: str, overrides: tuple[str, ...], seed: int, episodes: int) -> list[dict]:
-    """Greedy on exactly the episodes a run of our agents saw: episode k of a run is the k-th its
-    runner's seeded core drew, and so the k-th `evaluate` plays with the same seed (tested)."""
-    from envs.scenarios import load_scenario
-    from policies.evaluation import evaluate
+PAIRING = "replayed"     # how `greedy_same_episodes` was made; runs paired otherwise are redone
 
-    ev = evaluate(load_scenario(scenario, overrides), "greedy", episodes=episodes, seed=seed)
-    return [{"mean_delay_s": d, "mean_reward": r}
-            for d, r in zip(ev["episode_mean_delay_s"], ev["episode_mean_reward"])]
+
+def paired_greedy(job_cfg: dict, episodes_log: list[dict]) -> dict:
+    """Greedy on exactly the episodes a dedgeai run played, in the run's numbering, with the
+    evidence that they are those episodes (`pairing_check`): our runs' are replayed as their
+    runner stepped the core, RLlib's as its env runner stepped its envs (policies/evaluation.py)."""
+    if not job_cfg["scenario"].startswith("dedgeai") or not episodes_log:
+        return {}
+    from policies.algorithms import DIFFUSION_ALGOS, uses_agents
+    from policies.training import TrainConfig
+
+    num_envs = job_cfg.get("num_envs", TrainConfig.model_fields["num_envs"].default)
+    rllib = job_cfg["algo"] not in DIFFUSION_ALGOS
+    scen = _scenario(job_cfg["scenario"], tuple(job_cfg.get("scenario_overrides", [])))
+    paired = _greedy_on(job_cfg["scenario"], tuple(job_cfg.get("scenario_overrides", [])), job_cfg["seed"],
+                        num_envs, len(episodes_log), rllib and not uses_agents(scen), rllib)
+    return {"greedy_same_episodes": paired, "greedy_pairing": PAIRING, "paired_as": "rllib" if rllib else "runner",
+            "pairing_check": pairing_check(episodes_log, paired)}
+
+
+@functools.lru_cache(maxsize=None)
+def _scenario(scenario: str, overrides: tuple[str, ...]):
+    from envs.scenarios import load_scenario
+    return load_scenario(scenario, overrides)
+
+
+@functools.lru_cache(maxsize=None)     # the algorithms of one seed share their episodes
+def _greedy_on(scenario: str, overrides: tuple[str, ...], seed: int, num_envs: int, episodes: int,
+               shared_stream: bool, rllib: bool) -> list[dict]:
+    from policies.evaluation import on_rllib_run_episodes, on_runner_episodes, resolve_policy
+
+    scen = _scenario(scenario, overrides)
+    greedy = resolve_policy("greedy", scen)
+    if rllib:
+        return on_rllib_run_episodes(scen, greedy, seed, num_envs, episodes, shared_stream)
+    return on_runner_episodes(scen, greedy, seed, num_envs, episodes)
+
+
+def pair_finished_runs(seeds: list[int]) -> None:
+    """(Re)make the paired greedy figures of finished dedgeai runs made before they were replayed
+    exactly (earlier, corrected-mode runs were compared with `evaluate`'s episodes of the same
+    seed, which are other episodes there)."""
+    by_name = {job["name"]: job for job in jobs(seeds)}
+    for path in sorted(RUNS.glob("*.json")):
+        run = json.loads(path.read_text())
+        job = by_name.get(run.get("job"))
+        if job is None or run.get("greedy_pairing") == PAIRING:
+            continue
+        extra = paired_greedy(job["cfg"], run["episodes_log"][:len(run["episodes_log"])])
+        if not extra:
+            continue
+        old = run.get("greedy_same_episodes")
+        if old:
+            extra["pairing_check"]["before_replay_last10"] = float(np.mean([e["mean_delay_s"] for e in old[:60][-10:]]))
+        run.update(extra)
+        path.write_text(json.dumps(run, default=float))
+        print(f"[{run['job']}] paired: {run['pairing_check']}", flush=True)
+
+
+def pairing_check(episodes: list[dict], paired: list[dict]) -> dict:
+    """Evidence that `paired` are the run's episodes: the decisions of each (an episode's task
+    count) where the run recorded them, and how the run's per-episode delay correlates with
+    greedy's (episode load dominates both; shifted by one episode as the control)."""
+    run = np.array([e["mean_delay_s"] for e in episodes])
+    greedy = np.array([p["mean_delay_s"] for p in paired])
+    check = {"delay_correlation": float(np.corrcoef(run, greedy)[0, 1]),
+             "shifted_by_one": float(np.corrcoef(run[1:], greedy[:-1])[0, 1])}
+    recorded = [e.get("decisions") for e in episodes]
+    if all(d is not None for d in recorded):
+        check["decisions_match"] = recorded == [p["decisions"] for p in paired]
+    return check
 
 
 def _read_episodes(path: Path) -> list[dict]:
@@ -275,8 +336,10 @@ def summarise() -> None:
              "episodes and number them in the order they START (numbering by finish order would put "
              "the most loaded episodes of each round of B copies last and bias the last-10 figure "
              "upwards); RLlib's stock ppo/dqn/sac are numbered as RLlib reports them (finish order). "
-             "`greedy, same episodes`: the greedy heuristic on exactly the run's episodes 51-60 (episode k "
-             "of our runs is the k-th its seeded core draws, the k-th `evaluate` plays with that seed); "
+             "`greedy, same episodes`: the greedy heuristic on exactly the run's episodes 51-60 (the "
+             "simulator stepped as the run's env runner stepped it: ours, or RLlib's lockstep envs with "
+             "next-step resets; which tasks arrive does not depend on the policy; evidence in "
+             "`pairing_check` of each run's JSON); "
              "episodes differ a lot in load (greedy's per-episode delay spans ~6-9 s), so this paired "
              "figure, not the 10-episode heuristic line, says whether an agent beats greedy.", ""]
     cache_path = OUT / "heuristics_cache.json"
@@ -364,9 +427,13 @@ def _plot(groups: dict, cache: dict) -> None:
 
 def _paired_greedy_curve(algos: dict, key: str) -> np.ndarray | None:
     """Greedy per episode on the episodes of the seeds one of our algorithms ran (all of our
-    algorithms see the same episodes for the same seed), averaged over those seeds."""
-    best = max(algos.values(), key=lambda rs: sum(bool(r.get("greedy_same_episodes")) for r in rs))
-    curves = [[e[key] for e in r["greedy_same_episodes"][:60]] for r in best if r.get("greedy_same_episodes")]
+    algorithms see the same episodes for the same seed; RLlib's runs see others), averaged over
+    those seeds."""
+    def ours(r):
+        return bool(r.get("greedy_same_episodes")) and r.get("paired_as") == "runner"
+
+    best = max(algos.values(), key=lambda rs: sum(map(ours, rs)))
+    curves = [[e[key] for e in r["greedy_same_episodes"][:60]] for r in best if ours(r)]
     return np.mean(curves, axis=0) if curves else None
 
 
@@ -381,6 +448,7 @@ def main() -> int:
     RUNS.mkdir(parents=True, exist_ok=True)
     if args.summarise:
         refresh_references(args.seeds)
+        pair_finished_runs(args.seeds)
         summarise()
         return 0
     import torch
