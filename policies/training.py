@@ -233,6 +233,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[str], None
         if not book.ours:
             book.extra = [e for e in state.get("episodes", []) if state.get("book_version") == 2]
         resumed_from = len(book.episodes)
+        # RLlib's stock env runners restart their envs' episode streams on a resume (ours
+        # continue theirs): a run's episodes can be replayed only knowing where it resumed.
+        state["resumed_at"] = state.get("resumed_at", []) + [resumed_from]
         say(f"resumed {cfg.name()} from {algo_dir}: {resumed_from} episodes done")
 
     mlflow = tracking.configure_mlflow()
@@ -291,6 +294,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[str], None
             result["final_mean_reward"] = float(np.nanmean([e.get("mean_reward", np.nan) for e in last]))
         if resumed_from is not None:
             result["resumed_from_episode"] = resumed_from
+            result["resumed_at"] = state["resumed_at"]
         client.log_batch(run_id, metrics=[Metric(f"final/{k}", float(v), int(time.time() * 1000), iteration)
                                           for k, v in result.items()
                                           if k.startswith("final_") or k == "wall_s"])

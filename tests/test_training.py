@@ -65,13 +65,15 @@ def test_resume_continues_the_episode_count_and_the_run(ray_session):
     assert first["episodes"] == 2 and second["resumed_from_episode"] == 2
     assert second["episodes"] == 5                       # exactly the budget: none cut short
     assert second["run_id"] == first["run_id"]
+    third = train(_cfg(algo="d2sac", episodes=6, run_name="resume-me"), resume=True, progress=lambda m: None)
+    assert third["resumed_at"] == [2, 5]                 # every resume is on record
     from envs.tracking import checkpoints_dir
     state = json.loads((checkpoints_dir() / "resume-me" / "run.json").read_text())
-    assert state["episodes_done"] == second["episodes"]
+    assert state["episodes_done"] == third["episodes"] == 6
     rows = (checkpoints_dir() / "resume-me" / "episodes.csv").read_text().splitlines()
     header = rows[0].split(",")
     starts = [float(r.split(",")[header.index("start")]) for r in rows[1:]]
-    assert starts == sorted(starts) and len(set(starts)) == 5   # numbered by start, no repeats
+    assert starts == sorted(starts) and len(set(starts)) == 6   # numbered by start, no repeats
 
 
 @pytest.mark.slow

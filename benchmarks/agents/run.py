@@ -178,7 +178,7 @@ def run_job(job: dict, episodes: int) -> dict:
     result["episodes_log"] = _read_episodes(run_dir / "episodes.csv")
     result["finished_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
     result["job_wall_s"] = time.time() - t0
-    result.update(paired_greedy(job["cfg"], result["episodes_log"]))
+    result.update(paired_greedy(job["cfg"], result["episodes_log"], result.get("resumed_at")))
     if cfg.algo in DIFFUSION_ALGOS:
         from policies.artifact import load_policy
         from policies.evaluation import evaluate
@@ -194,7 +194,7 @@ def run_job(job: dict, episodes: int) -> dict:
 PAIRING = "replayed"     # how `greedy_same_episodes` was made; runs paired otherwise are redone
 
 
-def paired_greedy(job_cfg: dict, episodes_log: list[dict]) -> dict:
+def paired_greedy(job_cfg: dict, episodes_log: list[dict], resumed_at: list[int] | None = None) -> dict:
     """Greedy on exactly the episodes a dedgeai run played, in the run's numbering, with the
     evidence that they are those episodes (`pairing_check`): our runs' are replayed as their
     runner stepped the core, RLlib's as its env runner stepped its envs (policies/evaluation.py)."""
@@ -205,6 +205,9 @@ def paired_greedy(job_cfg: dict, episodes_log: list[dict]) -> dict:
 
     num_envs = job_cfg.get("num_envs", TrainConfig.model_fields["num_envs"].default)
     rllib = job_cfg["algo"] not in DIFFUSION_ALGOS
+    if rllib and resumed_at:
+        return {"pairing_check": {"skipped": f"resumed at episodes {resumed_at}: RLlib's envs then "
+                                             "restart their streams, which the replay does not model"}}
     scen = _scenario(job_cfg["scenario"], tuple(job_cfg.get("scenario_overrides", [])))
     paired = _greedy_on(job_cfg["scenario"], tuple(job_cfg.get("scenario_overrides", [])), job_cfg["seed"],
                         num_envs, len(episodes_log), rllib and not uses_agents(scen), rllib)
@@ -240,7 +243,7 @@ def pair_finished_runs(seeds: list[int]) -> None:
         job = by_name.get(run.get("job"))
         if job is None or run.get("greedy_pairing") == PAIRING:
             continue
-        extra = paired_greedy(job["cfg"], run["episodes_log"][:len(run["episodes_log"])])
+        extra = paired_greedy(job["cfg"], run["episodes_log"], run.get("resumed_at"))
         if not extra:
             continue
         old = run.get("greedy_same_episodes")
