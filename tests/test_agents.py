@@ -212,24 +212,33 @@ def test_runner_starts_exactly_the_budget_and_numbers_by_start(budget):
     assert len(set(lengths.values())) > 1 or budget < 3
 
 
+def _budget_runner(scenario: str, overrides: list[str], algo: str, num_envs: int, budget: int, seed: int):
+    from policies.algorithms import EdgeDecisionRunner, algorithm_config
+
+    env_config = {"scenario": scenario, "overrides": overrides, "seed": seed}
+    cfg = algorithm_config(algo, env_config, num_envs=num_envs, seed=seed, model={"hidden": 8, "critic_hidden": 8})
+    cfg.training(episode_budget=budget)
+    return EdgeDecisionRunner(config=cfg)
+
+
+def _decisions_by_start(runner) -> dict[int, int]:
+    """Sample until the runner's budget is done -> decisions of each episode by its start number."""
+    finished = []
+    while runner.active.any():
+        runner.sample(num_timesteps=20)
+        finished += runner.get_metrics()
+    return {e["start"]: e["decisions"] for e in finished}
+
+
 def test_training_episodes_are_the_evaluation_episodes_of_the_same_seed(monkeypatch):
     """On dedgeai's public stream, episode k of a run is the k-th `evaluate` plays with the same seed, however many
     copies either runs at once: a run's last episodes can be compared with a heuristic on
     exactly those episodes."""
     from envs.scenarios import load_scenario
     from policies import evaluation
-    from policies.algorithms import EdgeDecisionRunner, algorithm_config
 
     overrides = ["n_bs=3", "slots=3", "max_tasks=6"]
-    env_config = {"scenario": "dedgeai", "overrides": overrides, "seed": 11}
-    cfg = algorithm_config("d2sac", env_config, num_envs=2, seed=11, model={"hidden": 8, "critic_hidden": 8})
-    cfg.training(episode_budget=5)
-    runner = EdgeDecisionRunner(config=cfg)
-    finished = []
-    while runner.active.any():
-        runner.sample(num_timesteps=20)
-        finished += runner.get_metrics()
-    by_start = {e["start"]: e["decisions"] for e in finished}
+    by_start = _decisions_by_start(_budget_runner("dedgeai", overrides, "d2sac", num_envs=2, budget=5, seed=11))
 
     config = load_scenario("dedgeai", overrides)
     greedy = evaluation.resolve_policy("greedy", config)
@@ -260,20 +269,12 @@ def test_greedy_replays_exactly_the_tasks_a_run_decided_in_corrected_mode(monkey
     step by step."""
     from envs.scenarios import load_scenario, make_core
     from policies import evaluation
-    from policies.algorithms import EdgeDecisionRunner, algorithm_config
 
     overrides = ["n_bs=3", "slots=3", "max_tasks=6"]
-    env_config = {"scenario": "dedgeai-corrected", "overrides": overrides, "seed": 11}
-    cfg = algorithm_config("sac-mlp", env_config, num_envs=3, seed=11, model={"hidden": 8, "critic_hidden": 8})
-    cfg.training(episode_budget=7)
-    runner = EdgeDecisionRunner(config=cfg)
+    runner = _budget_runner("dedgeai-corrected", overrides, "sac-mlp", num_envs=3, budget=7, seed=11)
     run_log: list = []
     _record_steps(runner.core, run_log)
-    finished = []
-    while runner.active.any():
-        runner.sample(num_timesteps=20)
-        finished += runner.get_metrics()
-    by_start = {e["start"]: e["decisions"] for e in finished}
+    by_start = _decisions_by_start(runner)
 
     config = load_scenario("dedgeai-corrected", overrides)
     greedy = evaluation.resolve_policy("greedy", config)
