@@ -99,8 +99,8 @@ def _run_round(core, policy: Policy, log: EpisodeLog, progress: bool, before: in
 # Episodes differ a lot in load, so a run is compared with a heuristic on exactly its episodes.
 # An episode is not always a function of its number alone: dedgeai-corrected (the `generator`
 # episode stream) draws each slot's tasks as its copy begins the slot, from one generator for
-# all copies, so the heuristic must step the simulator exactly as the run did. When copies begin
-# slots and episodes does not depend on the policy (only on the tasks), so that can be replayed.
+# all copies, so the heuristic must step the simulator exactly as the run did. When a copy begins
+# a slot or an episode depends on the tasks alone, not on the policy, so that can be replayed.
 
 def _finished(delay: float, reward: float, decisions: int) -> dict:
     return {"mean_delay_s": delay / decisions, "mean_reward": reward / decisions, "decisions": int(decisions)}
@@ -139,14 +139,15 @@ def on_runner_episodes(config: ScenarioConfig, policy: Policy, seed: int, num_en
 
 
 def on_rllib_run_episodes(config: ScenarioConfig, policy: Policy, seed: int, num_envs: int,
-                          episodes: int, shared_stream: bool) -> list[dict]:
+                          episodes: int, shared_form: bool) -> list[dict]:
     """`policy` on exactly the first `episodes` episodes an RLlib run with this seed finished on
     its local env runner, in the order it finished them. RLlib's runners step their `num_envs`
     envs in lockstep, one decision each per step; a finished env spends the next step on its
     reset (next-step autoreset); finished episodes are reported in that order, ties by env
-    index. `shared_stream`: the single-agent form, one vector env of `num_envs` copies, replayed
-    as RLlib steps it; otherwise `num_envs` turn-based envs, sub-env i seeded with seed + i."""
-    if shared_stream:
+    index. `shared_form`: one policy on one vector env of `num_envs` copies, replayed as RLlib
+    steps it; otherwise `num_envs` turn-based envs (one policy per BS), sub-env i seeded with
+    seed + i."""
+    if shared_form:
         return _on_rllib_vector_env(config, policy, seed, num_envs, episodes)
     streams = [seed + i for i in range(num_envs)]
     per_stream = 2 * (episodes // num_envs) + 4

@@ -230,7 +230,7 @@ def test_rllib_runs_finish_the_episodes_the_replay_predicts(ray_session, scenari
     assert len(recorded) >= 30 and len(set(recorded)) > 3             # lengths tell episodes apart
     config = load_scenario(scenario, overrides)
     paired = on_rllib_run_episodes(config, resolve_policy("greedy", config), seed=7, num_envs=3,
-                                   episodes=len(recorded), shared_stream=form == "shared")
+                                   episodes=len(recorded), shared_form=form == "shared")
     assert [p["decisions"] for p in paired] == recorded
 
 

@@ -223,13 +223,13 @@ def _scenario(scenario: str, overrides: tuple[str, ...]):
 
 @functools.lru_cache(maxsize=None)     # the algorithms of one seed share their episodes
 def _greedy_on(scenario: str, overrides: tuple[str, ...], seed: int, num_envs: int, episodes: int,
-               shared_stream: bool, rllib: bool) -> list[dict]:
+               shared_form: bool, rllib: bool) -> list[dict]:
     from policies.evaluation import on_rllib_run_episodes, on_runner_episodes, resolve_policy
 
     scen = _scenario(scenario, overrides)
     greedy = resolve_policy("greedy", scen)
     if rllib:
-        return on_rllib_run_episodes(scen, greedy, seed, num_envs, episodes, shared_stream)
+        return on_rllib_run_episodes(scen, greedy, seed, num_envs, episodes, shared_form)
     return on_runner_episodes(scen, greedy, seed, num_envs, episodes)
 
 
