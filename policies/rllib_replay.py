@@ -3,9 +3,9 @@
 RLlib 2.60's `MultiAgentPrioritizedEpisodeReplayBuffer` breaks at its first eviction when one
 agent acts per env step, as in our faithful (20 independent BS) form:
 
-1. `KeyError` in the eviction counters: a stored episode only maps the agents of its first
-   chunk to modules; an agent first seen in a later, concatenated chunk has no entry in
-   `_agent_to_module_mapping`, which eviction reads directly.
+1. `KeyError` in the eviction counters: `MultiAgentEpisode.concat_episode` adds the agents first
+   seen in a later chunk without their module mapping, and eviction reads
+   `_agent_to_module_mapping` directly.
 2. `ValueError` in `_sample_independent`: when the oldest episode is still running, eviction
    drops it together with its incoming chunk, and its next chunk then arrives as a headless
    "new" episode whose env-to-agent timestep map does not start at its own first step.

@@ -158,6 +158,7 @@ def jobs(seeds: list[int]) -> list[dict]:
             for share, h in ((0.5, 2), (1.0, 2), (0.5, 6), (1.0, 6), (0.5, 1000))]
     out += [corrected_caused("sac-mlp", s, 0.5, 2) for s in rest]
     out += [corrected_caused(a, s, 0.5, 2) for s in first for a in ("lad", "d2sac")]
+    out += [corrected("ppo", s) for s in rest]      # the best agent in corrected mode: all seeds
     return out
 
 
