@@ -159,6 +159,7 @@ def jobs(seeds: list[int]) -> list[dict]:
     out += [corrected_caused("sac-mlp", s, 0.5, 2) for s in rest]
     out += [corrected_caused(a, s, 0.5, 2) for s in first for a in ("lad", "d2sac")]
     out += [corrected("ppo", s) for s in rest]      # the best agent in corrected mode: all seeds
+    out += [faithful_rllib("ppo", s) for s in rest]    # ... and in faithful mode
     return out
 
 
