@@ -181,10 +181,12 @@ def test_faithful_rllib_replay_evicts_running_turn_based_episodes(ray_session, a
     try:
         buffer = algo_.local_replay_buffer
         assert isinstance(buffer, EvictingTurnBasedReplay)
-        for _ in range(6):
+        for _ in range(15):        # decisions per iteration vary (SAC); go on past 3 evictions
             result = algo_.train()
             # RLlib lets the buffer overflow by the newest chunks while one episode is all it holds
             assert buffer.get_num_timesteps() <= capacity + 2 * 256
+            if buffer.get_num_episodes_evicted() >= 3:
+                break
         assert buffer.get_num_episodes_evicted() >= 3
         losses = [v for m, stats in result["learners"].items() if m.startswith("bs")
                   for k, v in stats.items() if k.endswith("loss")]
