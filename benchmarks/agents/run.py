@@ -202,7 +202,7 @@ def paired_greedy(job_cfg: dict, episodes_log: list[dict], resumed_at: list[int]
     runner stepped the core, RLlib's as its env runner stepped its envs (policies/evaluation.py)."""
     if not job_cfg["scenario"].startswith("dedgeai") or not episodes_log:
         return {}
-    from policies.algorithms import DIFFUSION_ALGOS, uses_agents
+    from policies.algorithms import DIFFUSION_ALGOS
     from policies.training import TrainConfig
 
     num_envs = job_cfg.get("num_envs", TrainConfig.model_fields["num_envs"].default)
@@ -210,28 +210,23 @@ def paired_greedy(job_cfg: dict, episodes_log: list[dict], resumed_at: list[int]
     if rllib and resumed_at:
         return {"pairing_check": {"skipped": f"resumed at episodes {resumed_at}: RLlib's envs then "
                                              "restart their streams, which the replay does not model"}}
-    scen = _scenario(job_cfg["scenario"], tuple(job_cfg.get("scenario_overrides", [])))
     paired = _greedy_on(job_cfg["scenario"], tuple(job_cfg.get("scenario_overrides", [])), job_cfg["seed"],
-                        num_envs, len(episodes_log), rllib and not uses_agents(scen), rllib)
+                        num_envs, len(episodes_log), rllib)
     return {"greedy_same_episodes": paired, "greedy_pairing": PAIRING, "paired_as": "rllib" if rllib else "runner",
             "pairing_check": pairing_check(episodes_log, paired)}
 
 
-@functools.lru_cache(maxsize=None)
-def _scenario(scenario: str, overrides: tuple[str, ...]):
-    from envs.scenarios import load_scenario
-    return load_scenario(scenario, overrides)
-
-
 @functools.lru_cache(maxsize=None)     # the algorithms of one seed share their episodes
 def _greedy_on(scenario: str, overrides: tuple[str, ...], seed: int, num_envs: int, episodes: int,
-               shared_form: bool, rllib: bool) -> list[dict]:
+               rllib: bool) -> list[dict]:
+    from envs.scenarios import load_scenario
+    from policies.algorithms import uses_agents
     from policies.evaluation import on_rllib_run_episodes, on_runner_episodes, resolve_policy
 
-    scen = _scenario(scenario, overrides)
+    scen = load_scenario(scenario, overrides)
     greedy = resolve_policy("greedy", scen)
     if rllib:
-        return on_rllib_run_episodes(scen, greedy, seed, num_envs, episodes, shared_form)
+        return on_rllib_run_episodes(scen, greedy, seed, num_envs, episodes, shared_form=not uses_agents(scen))
     return on_runner_episodes(scen, greedy, seed, num_envs, episodes)
 
 
