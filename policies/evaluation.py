@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -139,14 +140,25 @@ def on_runner_episodes(config: ScenarioConfig, policy: Policy, seed: int, num_en
 
 
 def on_rllib_run_episodes(config: ScenarioConfig, policy: Policy, seed: int, num_envs: int,
-                          episodes: int, shared_form: bool) -> list[dict]:
+                          episodes: int, shared_form: bool, resumed_at: Sequence[int] = ()) -> list[dict]:
     """`policy` on exactly the first `episodes` episodes an RLlib run with this seed finished on
     its local env runner, in the order it finished them. RLlib's runners step their `num_envs`
     envs in lockstep, one decision each per step; a finished env spends the next step on its
     reset (next-step autoreset); finished episodes are reported in that order, ties by env
     index. `shared_form`: one policy on one vector env of `num_envs` copies, replayed as RLlib
     steps it; otherwise `num_envs` turn-based envs (one policy per BS), sub-env i seeded with
-    seed + i."""
+    seed + i. `resumed_at`: the episode counts at which the run was resumed; a restored env
+    runner builds its envs anew, so each part of the run plays a fresh run's first episodes."""
+    bounds = [0, *resumed_at, episodes]
+    if any(b < a for a, b in zip(bounds, bounds[1:])):
+        raise ValueError(f"resumed_at must rise from 0 to episodes={episodes}, got {list(resumed_at)}")
+    parts = [b - a for a, b in zip(bounds, bounds[1:])]
+    fresh = _on_fresh_rllib_run(config, policy, seed, num_envs, max(parts), shared_form)
+    return [episode for n in parts for episode in fresh[:n]]
+
+
+def _on_fresh_rllib_run(config: ScenarioConfig, policy: Policy, seed: int, num_envs: int,
+                        episodes: int, shared_form: bool) -> list[dict]:
     if shared_form:
         return _on_rllib_vector_env(config, policy, seed, num_envs, episodes)
     streams = [seed + i for i in range(num_envs)]

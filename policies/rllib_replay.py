@@ -12,14 +12,30 @@ agent acts per env step, as in our faithful (20 independent BS) form:
 
 `EvictingTurnBasedReplay` maps every agent of a stored episode after each `add` (1) and drops
 the later chunks of an evicted episode instead of storing them headless (2): an episode, once
-evicted, is gone, as the buffer's own docstring intends. `TurnBasedDQN` / `TurnBasedSAC` are
-RLlib's DQN and SAC using it for that buffer type; everything else is RLlib's.
+evicted, is gone, as the buffer's own docstring intends.
+
+3. A resume crashes at its first update: RLlib checkpoints the sampled-steps counter that starts
+   learning but not the replay buffer (here GBs), so the restored algorithm learns at once from
+   the first iteration's few decisions, some agents have none, and DQN's priority update reads
+   the NaN td-error of a module that was not in the batch (`TypeError: 'float' object is not
+   iterable`). After a restore, `TurnBasedDQN` / `TurnBasedSAC` only sample until the buffer again
+   holds `num_steps_sampled_before_learning_starts` steps, as a fresh run does.
+
+`TurnBasedDQN` / `TurnBasedSAC` are RLlib's DQN and SAC with these fixes; everything else is
+RLlib's.
 """
 from __future__ import annotations
 
 from ray.rllib.algorithms.dqn import DQN
 from ray.rllib.algorithms.sac import SAC
+from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
 from ray.rllib.utils import force_list
+from ray.rllib.utils.metrics import (
+    ENV_RUNNER_RESULTS,
+    ENV_RUNNER_SAMPLING_TIMER,
+    REPLAY_BUFFER_ADD_DATA_TIMER,
+    TIMERS,
+)
 from ray.rllib.utils.replay_buffers.multi_agent_prioritized_episode_buffer import (
     MultiAgentPrioritizedEpisodeReplayBuffer,
 )
@@ -67,9 +83,38 @@ class _EvictingReplayMixin:
         return EvictingTurnBasedReplay(**kwargs)
 
 
-class TurnBasedDQN(_EvictingReplayMixin, DQN):
+class _RefillAfterRestoreMixin:
+    """Learning waits after a restore until the (unsaved) replay buffer is refilled (fix 3)."""
+
+    _steps_to_refill = 0       # env steps, as RLlib counts them to start learning
+
+    def restore_from_path(self, path, *args, **kwargs):
+        super().restore_from_path(path, *args, **kwargs)
+        self._steps_to_refill = self.config.num_steps_sampled_before_learning_starts
+
+    def training_step(self):
+        if self._steps_to_refill > 0:
+            self._steps_to_refill -= self._sample_into_replay()
+            return None
+        return super().training_step()
+
+    def _sample_into_replay(self) -> int:
+        # DQN's own sampling half, with the same timers and env-runner metrics (episodes that
+        # finish while refilling are reported like any others).
+        with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
+            episodes, env_runner_results = synchronous_parallel_sample(
+                worker_set=self.env_runner_group, concat=True,
+                sample_timeout_s=self.config.sample_timeout_s,
+                _uses_new_env_runners=True, _return_metrics=True)
+        self.metrics.aggregate(env_runner_results, key=ENV_RUNNER_RESULTS)
+        with self.metrics.log_time((TIMERS, REPLAY_BUFFER_ADD_DATA_TIMER)):
+            self.local_replay_buffer.add(episodes)
+        return sum(episode.env_steps() for episode in episodes)
+
+
+class TurnBasedDQN(_RefillAfterRestoreMixin, _EvictingReplayMixin, DQN):
     pass
 
 
-class TurnBasedSAC(_EvictingReplayMixin, SAC):
+class TurnBasedSAC(_RefillAfterRestoreMixin, _EvictingReplayMixin, SAC):
     pass

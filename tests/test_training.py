@@ -198,6 +198,39 @@ def test_faithful_rllib_replay_evicts_running_turn_based_episodes(ray_session, a
         algo_.stop()
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", ["dqn", "sac"])
+def test_faithful_rllib_replay_refills_its_buffer_before_learning_on_resume(ray_session, algo, tmp_path):
+    """RLlib saves the step counter that starts learning, not the buffer: a restored run learned
+    at once from one iteration's decisions and DQN crashed on a module with none (TypeError in
+    its priority update). It now samples until the buffer is as full as a fresh run's was."""
+    from policies.algorithms import algorithm_config
+
+    env_config = {"scenario": "dedgeai", "overrides": ["n_bs=4", "slots=20", "max_tasks=6", "form=multi-agent"]}
+    cfg = algorithm_config(algo, env_config, num_envs=2, seed=0,
+                           training={"num_steps_sampled_before_learning_starts": 600})
+
+    def trained(result):
+        return result.get("learners", {}).get("bs0", {}).get("num_module_steps_trained_lifetime", 0)
+
+    first = cfg.build_algo()
+    try:
+        for _ in range(3):                        # 512 decisions per iteration: learns from the 2nd
+            before_kill = trained(first.train())
+        assert before_kill > 0
+        first.save_to_path(str(tmp_path))
+    finally:
+        first.stop()
+    resumed = cfg.build_algo()
+    try:
+        resumed.restore_from_path(str(tmp_path))
+        assert trained(resumed.train()) == before_kill              # 512 < 600: refilling only
+        after_refill = [trained(resumed.train()) for _ in range(2)]
+        assert before_kill < after_refill[0] < after_refill[1]
+    finally:
+        resumed.stop()
+
+
 def test_faithful_rllib_replay_holds_the_episodes_in_flight():
     from envs.scenarios import load_scenario, make_core
     from policies.algorithms import algorithm_config
@@ -234,6 +267,34 @@ def test_rllib_runs_finish_the_episodes_the_replay_predicts(ray_session, scenari
     paired = on_rllib_run_episodes(config, resolve_policy("greedy", config), seed=7, num_envs=3,
                                    episodes=len(recorded), shared_form=form == "shared")
     assert [p["decisions"] for p in paired] == recorded
+
+
+@pytest.mark.slow
+def test_a_resumed_rllib_run_replays_each_part_from_the_first_episode(ray_session):
+    """A restored RLlib env runner builds its envs anew, seeded as before: after a resume the run
+    plays a fresh run's episodes again, and the replay must pair each part that way."""
+    from envs.scenarios import load_scenario
+    from envs.tracking import checkpoints_dir
+    from policies.evaluation import on_rllib_run_episodes, resolve_policy
+    from policies.training import train
+
+    overrides = ["n_bs=4", "slots=6", "max_tasks=6", "form=multi-agent"]
+    kw = dict(algo="ppo", num_envs=3, seed=7, scenario_overrides=overrides, run_name="resume-rllib",
+              training={"train_batch_size_per_learner": 128, "minibatch_size": 64, "num_epochs": 1})
+    train(_cfg(episodes=12, **kw), progress=lambda m: None)
+    result = train(_cfg(episodes=30, **kw), resume=True, progress=lambda m: None)
+    state = json.loads((checkpoints_dir() / "resume-rllib" / "run.json").read_text())
+    recorded = [e["decisions"] for e in state["episodes"]]
+    assert result["resumed_at"] == state["resumed_at"] and 12 <= state["resumed_at"][0] < len(recorded)
+    config = load_scenario("dedgeai", overrides)
+    greedy = resolve_policy("greedy", config)
+    paired = on_rllib_run_episodes(config, greedy, seed=7, num_envs=3, episodes=len(recorded),
+                                   shared_form=False, resumed_at=state["resumed_at"])
+    assert [p["decisions"] for p in paired] == recorded
+    unresumed = on_rllib_run_episodes(config, greedy, seed=7, num_envs=3, episodes=len(recorded), shared_form=False)
+    assert [p["decisions"] for p in unresumed] != recorded           # the resume is what explains it
+    with pytest.raises(ValueError, match="resumed_at"):
+        on_rllib_run_episodes(config, greedy, seed=7, num_envs=3, episodes=5, shared_form=False, resumed_at=[9])
 
 
 def test_whitelisted_metrics_average_the_modules_of_a_multi_agent_run():

@@ -207,18 +207,17 @@ def paired_greedy(job_cfg: dict, episodes_log: list[dict], resumed_at: list[int]
 
     num_envs = job_cfg.get("num_envs", TrainConfig.model_fields["num_envs"].default)
     rllib = job_cfg["algo"] not in DIFFUSION_ALGOS
-    if rllib and resumed_at:
-        return {"pairing_check": {"skipped": f"resumed at episodes {resumed_at}: RLlib's envs then "
-                                             "restart their streams, which the replay does not model"}}
+    # Our runners continue their episodes on a resume; RLlib's restart their envs' streams.
+    restarts = tuple(resumed_at or ()) if rllib else ()
     paired = _greedy_on(job_cfg["scenario"], tuple(job_cfg.get("scenario_overrides", [])), job_cfg["seed"],
-                        num_envs, len(episodes_log), rllib)
+                        num_envs, len(episodes_log), rllib, restarts)
     return {"greedy_same_episodes": paired, "greedy_pairing": PAIRING, "paired_as": "rllib" if rllib else "runner",
             "pairing_check": pairing_check(episodes_log, paired)}
 
 
 @functools.lru_cache(maxsize=None)     # the algorithms of one seed share their episodes
 def _greedy_on(scenario: str, overrides: tuple[str, ...], seed: int, num_envs: int, episodes: int,
-               rllib: bool) -> list[dict]:
+               rllib: bool, resumed_at: tuple[int, ...]) -> list[dict]:
     from envs.scenarios import load_scenario
     from policies.algorithms import uses_agents
     from policies.evaluation import on_rllib_run_episodes, on_runner_episodes, resolve_policy
@@ -226,7 +225,8 @@ def _greedy_on(scenario: str, overrides: tuple[str, ...], seed: int, num_envs: i
     scen = load_scenario(scenario, overrides)
     greedy = resolve_policy("greedy", scen)
     if rllib:
-        return on_rllib_run_episodes(scen, greedy, seed, num_envs, episodes, shared_form=not uses_agents(scen))
+        return on_rllib_run_episodes(scen, greedy, seed, num_envs, episodes, shared_form=not uses_agents(scen),
+                                     resumed_at=resumed_at)
     return on_runner_episodes(scen, greedy, seed, num_envs, episodes)
 
 
