@@ -700,14 +700,15 @@ def rllib_baseline_config(algo: str, env_config: dict, *, num_envs: int, num_env
     from ray.rllib.connectors.env_to_module.mean_std_filter import MeanStdFilter
 
     from envs.rllib_env import MULTI_AGENT_ENV, VECTOR_ENV, agent_id, register_rllib_envs
-    from policies.rllib_replay import REPLACED_BUFFER, TurnBasedDQN, TurnBasedSAC
+    from policies.rllib_replay import REPLACED_BUFFER, ResumableDQN, ResumableSAC, TurnBasedDQN, TurnBasedSAC
 
     register_rllib_envs()
     multi = agents is not None
     config_class = {"ppo": PPOConfig, "dqn": DQNConfig, "sac": SACConfig}[algo]
     check_training_options(algo, config_class, training)
-    turn_based = {"dqn": TurnBasedDQN, "sac": TurnBasedSAC}
-    base = config_class(algo_class=turn_based[algo]) if multi and algo in turn_based else config_class()
+    # RLlib's DQN and SAC, fixed to resume (both forms) and to evict on the turn-based env.
+    replaying = {"dqn": (ResumableDQN, TurnBasedDQN), "sac": (ResumableSAC, TurnBasedSAC)}
+    base = config_class(algo_class=replaying[algo][multi]) if algo in replaying else config_class()
     cfg = (base.environment(env=MULTI_AGENT_ENV if multi else VECTOR_ENV, env_config=dict(env_config))
            .env_runners(num_env_runners=num_env_runners, num_envs_per_env_runner=num_envs,
                         num_cpus_per_env_runner=0.5,

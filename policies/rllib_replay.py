@@ -1,4 +1,4 @@
-"""RLlib's multi-agent prioritized episode buffer, made to evict on the turn-based dedgeai env.
+"""RLlib's DQN and SAC, fixed to evict on the turn-based dedgeai env and to resume.
 
 RLlib 2.60's `MultiAgentPrioritizedEpisodeReplayBuffer` breaks at its first eviction when one
 agent acts per env step, as in our faithful (20 independent BS) form:
@@ -18,11 +18,12 @@ evicted, is gone, as the buffer's own docstring intends.
    learning but not the replay buffer (here GBs), so the restored algorithm learns at once from
    the first iteration's few decisions, some agents have none, and DQN's priority update reads
    the NaN td-error of a module that was not in the batch (`TypeError: 'float' object is not
-   iterable`). After a restore, `TurnBasedDQN` / `TurnBasedSAC` only sample until the buffer again
-   holds `num_steps_sampled_before_learning_starts` steps, as a fresh run does.
+   iterable`). After a restore, `ResumableDQN` / `ResumableSAC` only sample until the buffer again
+   holds `num_steps_sampled_before_learning_starts` env steps, as a fresh run does (in the
+   shared form too, where learning at once from a near-empty buffer does not crash).
 
-`TurnBasedDQN` / `TurnBasedSAC` are RLlib's DQN and SAC with these fixes; everything else is
-RLlib's.
+`TurnBasedDQN` / `TurnBasedSAC` are RLlib's DQN and SAC with all three fixes, `ResumableDQN` /
+`ResumableSAC` (the shared form) with the third; everything else is RLlib's.
 """
 from __future__ import annotations
 
@@ -112,9 +113,17 @@ class _RefillAfterRestoreMixin:
         return sum(episode.env_steps() for episode in episodes)
 
 
-class TurnBasedDQN(_RefillAfterRestoreMixin, _EvictingReplayMixin, DQN):
+class ResumableDQN(_RefillAfterRestoreMixin, DQN):
     pass
 
 
-class TurnBasedSAC(_RefillAfterRestoreMixin, _EvictingReplayMixin, SAC):
+class ResumableSAC(_RefillAfterRestoreMixin, SAC):
+    pass
+
+
+class TurnBasedDQN(_EvictingReplayMixin, ResumableDQN):
+    pass
+
+
+class TurnBasedSAC(_EvictingReplayMixin, ResumableSAC):
     pass
