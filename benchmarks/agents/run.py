@@ -259,9 +259,11 @@ def pairing_check(episodes: list[dict], paired: list[dict]) -> dict:
     greedy = np.array([p["mean_delay_s"] for p in paired])
     check = {"delay_correlation": float(np.corrcoef(run, greedy)[0, 1]),
              "shifted_by_one": float(np.corrcoef(run[1:], greedy[:-1])[0, 1])}
-    recorded = [e.get("decisions") for e in episodes]
-    if all(d is not None for d in recorded):
-        check["decisions_match"] = recorded == [p["decisions"] for p in paired]
+    # Runs made before decisions were recorded have them only from a resume on.
+    recorded = [(e["decisions"], p["decisions"]) for e, p in zip(episodes, paired) if e.get("decisions") is not None]
+    if recorded:
+        check["decisions_match"] = all(run_d == paired_d for run_d, paired_d in recorded)
+        check["decisions_checked"] = len(recorded)
     return check
 
 
