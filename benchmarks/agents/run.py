@@ -251,6 +251,28 @@ def pair_finished_runs(seeds: list[int]) -> None:
         print(f"[{run['job']}] paired: {run['pairing_check']}", flush=True)
 
 
+def report_unfinished(name: str, seeds: list[int]) -> int:
+    """Per 10 episodes, an unfinished run (its last checkpoint) against greedy on the same episodes."""
+    from envs.tracking import checkpoints_dir
+    by_name = {job["name"]: job for job in jobs(seeds)}
+    if name not in by_name:
+        print(f"--unfinished: no job {name!r}; jobs: {', '.join(by_name)}", file=sys.stderr)
+        return 2
+    state_file = checkpoints_dir() / f"bench-{name}" / "run.json"
+    if not state_file.is_file():
+        print(f"--unfinished: {name} has no checkpoint ({state_file})", file=sys.stderr)
+        return 2
+    state = json.loads(state_file.read_text())
+    episodes = state["episodes"]
+    extra = paired_greedy(by_name[name]["cfg"], episodes, state.get("resumed_at"))
+    print(f"{name}: {len(episodes)} episodes, resumed at {state.get('resumed_at', [])}, {extra['pairing_check']}")
+    for start in range(0, len(episodes), 10):
+        run = np.mean([e["mean_delay_s"] for e in episodes[start:start + 10]])
+        greedy = np.mean([p["mean_delay_s"] for p in extra["greedy_same_episodes"][start:start + 10]])
+        print(f"episodes {start + 1}-{start + 10}: {run:.2f} s, greedy {greedy:.2f} s, {run / greedy:.3f}x")
+    return 0
+
+
 def pairing_check(episodes: list[dict], paired: list[dict]) -> dict:
     """Evidence that `paired` are the run's episodes: the decisions of each (an episode's task
     count) where the run recorded them, and how the run's per-episode delay correlates with
@@ -446,8 +468,12 @@ def main() -> int:
     ap.add_argument("--episodes", type=int, default=60)
     ap.add_argument("--num-cpus", type=int, default=None)
     ap.add_argument("--summarise", action="store_true", help="only rewrite the table and plot")
+    ap.add_argument("--unfinished", metavar="JOB", help="pair an unfinished run's checkpointed episodes "
+                                                        "with greedy, per 10 episodes")
     args = ap.parse_args()
     RUNS.mkdir(parents=True, exist_ok=True)
+    if args.unfinished:
+        return report_unfinished(args.unfinished, args.seeds)
     if args.summarise:
         refresh_references(args.seeds)
         pair_finished_runs(args.seeds)
