@@ -7,8 +7,9 @@ Runs the jobs below in priority order, each with `policies.training.train` (the 
 and skipped next time; an interrupted run resumes from its RLlib checkpoint. After every run the
 results table (`benchmarks/results/agents/results.md`) and the learning curves
 (`benchmarks/results/agents/learning_curves.png`, greedy, random and on dedgeai the state-free
-capacity-proportional rule on the same scenario as reference lines) are rewritten from all saved
-runs. Several processes with different `--only` filters can share the work (each run is owned by
+capacity-proportional rule on the same scenario as reference lines; on dedgeai also
+`paired_ratio_curves.png`, each run per 10 episodes against greedy on the same episodes) are
+rewritten from all saved runs. Several processes with different `--only` filters can share the work (each run is owned by
 one process through a lock file).
 
 Metric (as the issue defines it): mean per-task delay of each training episode (every simulated
@@ -114,6 +115,17 @@ def jobs(seeds: list[int]) -> list[dict]:
         job["cfg"]["training"] = {"gamma": gamma, "reward_scale": reward_scale}
         return job
 
+    def corrected_long_horizon_ppo(seed, gamma):
+        # PPO is the best agent in corrected mode at the paper's gamma 0.5 (level with greedy).
+        # Its episode return is exactly the metric (minus the total delay), and GAE with lambda
+        # near 1 passes a placement's cost on to the tasks after it without a critic having to
+        # bootstrap it: does a long horizon let it find what the size-split rule finds? Returns
+        # reach -6 s / (1 - gamma): RLlib's value-loss clip (10) would stop the critic learning.
+        job = corrected("ppo", seed)
+        job.update(name=f"corrected-ppo-gamma{gamma}-s{seed}", label=f"ppo (gamma {gamma}, lambda 0.95)")
+        job["cfg"]["training"] = {"gamma": gamma, "lambda_": 0.95, "lr": 1e-3, "vf_clip_param": 1e6}
+        return job
+
     def corrected_caused(algo, seed, share, horizon):
         # Hindsight credit: a share of every wait charged to the decision that caused it (the same
         # total per episode, envs/dedgeai.py `caused_wait`), so even a near-myopic agent sees what
@@ -160,6 +172,9 @@ def jobs(seeds: list[int]) -> list[dict]:
     out += [corrected_caused(a, s, 0.5, 2) for s in first for a in ("lad", "d2sac")]
     out += [corrected("ppo", s) for s in rest]      # the best agent in corrected mode: all seeds
     out += [faithful_rllib("ppo", s) for s in rest]    # ... and in faithful mode
+    out += [corrected_long_horizon_ppo(s, g) for s in first for g in (0.99, 0.999)]
+    # ~3 hours each on one core (see the README's Cost): the last seeds of the faithful form.
+    out += [tuned_sac(faithful_rllib("sac", s), s) for s in rest] + [faithful_rllib("dqn", s) for s in rest]
     return out
 
 
@@ -402,20 +417,30 @@ def summarise() -> None:
         lines.append("")
     (OUT / "results.md").write_text("\n".join(lines) + "\n")
     _plot(groups, cache)
+    _plot_paired_ratios({g: algos for g, algos in groups.items() if "collab" not in g})
 
 
-def _plot(groups: dict, cache: dict) -> None:
+def _panels(n: int, height: float = 4.0):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    n = len(groups)
     cols = min(n, 3)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 4 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, height * rows), squeeze=False)
     for ax in axes.flat[n:]:
         ax.axis("off")
-    for ax, (group, algos) in zip(axes.flat, groups.items()):
+    for ax in axes.flat[:n]:
+        # Some panels have over 10 variants: tab10 would give two of them one colour.
+        ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)
+    return fig, axes.flat[:n]
+
+
+def _plot(groups: dict, cache: dict) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, axes = _panels(len(groups))
+    for ax, (group, algos) in zip(axes, groups.items()):
         delay = "collab" not in group
         key = "mean_delay_s" if delay else "mean_reward"
         for algo, rs in sorted(algos.items()):
@@ -425,9 +450,9 @@ def _plot(groups: dict, cache: dict) -> None:
                 continue
             arr = np.array([c[:length] for c in curves])
             x = np.arange(1, length + 1)
-            ax.plot(x, arr.mean(0), label=f"{algo} ({len(rs)} seed{'s' if len(rs) > 1 else ''})")
+            line, = ax.plot(x, arr.mean(0), label=f"{algo} ({len(rs)} seed{'s' if len(rs) > 1 else ''})")
             if len(rs) > 1:
-                ax.fill_between(x, arr.min(0), arr.max(0), alpha=0.15)
+                ax.fill_between(x, arr.min(0), arr.max(0), alpha=0.15, color=line.get_color())
         ref = cache.get(group, {})
         paired = _paired_greedy_curve(algos, key)
         if paired is not None:
@@ -446,6 +471,45 @@ def _plot(groups: dict, cache: dict) -> None:
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(OUT / "learning_curves.png", dpi=110)
+    plt.close(fig)
+
+
+RATIO_AXIS_TOP = 1.5
+
+
+def _plot_paired_ratios(groups: dict, block: int = 10) -> None:
+    """Per 10 episodes, each run's mean delay over greedy's on exactly the same episodes: the
+    load of an episode, which dominates the learning curves, cancels out."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = _panels(len(groups), height=6.5)
+    for ax, (group, algos) in zip(axes, groups.items()):
+        lowest = 1.0
+        for algo, rs in sorted(algos.items()):
+            rs = [r for r in rs if r.get("greedy_same_episodes")]
+            if not rs:
+                continue
+            ratios = np.array([[np.mean([e["mean_delay_s"] for e in log[s:s + block]])
+                                / np.mean([g["mean_delay_s"] for g in greedy[s:s + block]])
+                                for s in range(0, 60, block)]
+                               for log, greedy in ((r["episodes_log"][:60], r["greedy_same_episodes"][:60])
+                                                   for r in rs)])
+            x = np.arange(block, 61, block)
+            lowest = min(lowest, ratios.min())
+            off_scale = " (leaves the plot)" if ratios.mean(0).max() > RATIO_AXIS_TOP else ""
+            line, = ax.plot(x, ratios.mean(0), marker="o", ms=3,
+                            label=f"{algo} ({len(rs)} seed{'s' if len(rs) > 1 else ''}){off_scale}")
+            if len(rs) > 1:
+                ax.fill_between(x, ratios.min(0), ratios.max(0), alpha=0.12, color=line.get_color())
+        ax.axhline(1.0, c="k", ls="--", lw=0.9, label="greedy, same episodes")
+        # A diverging run would squash the rest against 1.0: they differ by a few percent.
+        ax.set_ylim(lowest - 0.02, min(ax.get_ylim()[1], RATIO_AXIS_TOP))
+        ax.set_title(group)
+        ax.set_xlabel(f"training episodes (blocks of {block}, plotted at their last)")
+        ax.set_ylabel("mean delay / greedy's on the same episodes")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16))
+    fig.tight_layout()
+    fig.savefig(OUT / "paired_ratio_curves.png", dpi=110)
     plt.close(fig)
 
 
