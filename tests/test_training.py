@@ -254,6 +254,41 @@ def test_faithful_rllib_replay_holds_the_episodes_in_flight():
     assert shared.algo_class.__name__ == "ResumableSAC" and shared.replay_buffer_config["capacity"] == 200_000
 
 
+def test_faithful_rllib_replay_iterations_run_on_a_frozen_heap():
+    """Collections skip what existed before an iteration, the heap is thawed after it even when
+    the iteration fails, and a full collection still comes every `full_collection_every`."""
+    import gc
+
+    from policies.rllib_replay import TurnBasedDQN, TurnBasedSAC, _FrozenHeapMixin
+
+    class Iteration:
+        def __init__(self):
+            self.frozen_objects, self.fail = [], False
+
+        def training_step(self):
+            self.frozen_objects.append(gc.get_freeze_count())
+            if self.fail:
+                raise RuntimeError("iteration failed")
+
+    class Algorithm(_FrozenHeapMixin, Iteration):
+        full_collection_every = 3
+
+    algo = Algorithm()
+    full_before = gc.get_stats()[2]["collections"]
+    for _ in range(6):
+        algo.training_step()
+    assert min(algo.frozen_objects) > 0 and gc.get_freeze_count() == 0
+    assert gc.get_stats()[2]["collections"] >= full_before + 2
+    algo.fail = True
+    with pytest.raises(RuntimeError):
+        algo.training_step()
+    assert gc.get_freeze_count() == 0
+    algo.fail, algo.freeze_heap = False, False
+    algo.training_step()
+    assert algo.frozen_objects[-1] == 0
+    assert issubclass(TurnBasedDQN, _FrozenHeapMixin) and issubclass(TurnBasedSAC, _FrozenHeapMixin)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("scenario,form", [("dedgeai", "shared"), ("dedgeai", "multi-agent"),
                                            ("dedgeai-corrected", "shared")])
