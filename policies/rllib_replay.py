@@ -27,8 +27,9 @@ evicted, is gone, as the buffer's own docstring intends.
 
 Speed, not a fix: a full faithful buffer holds 451k decisions as millions of Python objects,
 which every full garbage collection scans although they live until evicted (1-2.5 s of a
-12-14 s iteration). `TurnBasedDQN` / `TurnBasedSAC` freeze the heap during each iteration
-(`_FrozenHeapMixin`; `benchmarks/agents/rllib_replay_profile.py --gc-freeze-from` measures it).
+12-14 s iteration). `TurnBasedDQN` / `TurnBasedSAC` collect once per iteration, with the
+older heap frozen (`_FrozenHeapMixin`; `benchmarks/agents/rllib_replay_profile.py
+--gc-freeze-from` measures it).
 """
 from __future__ import annotations
 
@@ -121,21 +122,25 @@ class _RefillAfterRestoreMixin:
 
 
 class _FrozenHeapMixin:
-    """Each iteration runs with every object older than it frozen (`gc.freeze()`): collections
-    then skip the stored episodes. Objects are still freed by reference counting; a full
-    collection every `full_collection_every` iterations frees the reference cycles among them."""
+    """No garbage collection during an iteration; after it, one collection of what the iteration
+    built, with every older object frozen (`gc.freeze()`) so that it skips the stored episodes.
+    Objects are still freed by reference counting; a full collection every
+    `full_collection_every` iterations frees the reference cycles among the older ones."""
 
     freeze_heap = True
     full_collection_every = 10
     _frozen_iterations = 0
 
     def training_step(self):
-        if not self.freeze_heap:
+        if not self.freeze_heap or not gc.isenabled():
             return super().training_step()
         gc.freeze()
+        gc.disable()
         try:
             return super().training_step()
         finally:
+            gc.enable()
+            gc.collect(1)                  # the young generations: this iteration's objects
             gc.unfreeze()
             self._frozen_iterations += 1
             if self._frozen_iterations % self.full_collection_every == 0:

@@ -255,8 +255,9 @@ def test_faithful_rllib_replay_holds_the_episodes_in_flight():
 
 
 def test_faithful_rllib_replay_iterations_run_on_a_frozen_heap():
-    """Collections skip what existed before an iteration, the heap is thawed after it even when
-    the iteration fails, and a full collection still comes every `full_collection_every`."""
+    """No collection during an iteration, and the one after it skips what existed before it; the
+    collector is back as it was after an iteration, even a failed one, and a full collection
+    still comes every `full_collection_every`."""
     import gc
 
     from policies.rllib_replay import TurnBasedDQN, TurnBasedSAC, _FrozenHeapMixin
@@ -267,6 +268,7 @@ def test_faithful_rllib_replay_iterations_run_on_a_frozen_heap():
 
         def training_step(self):
             self.frozen_objects.append(gc.get_freeze_count())
+            self.collecting = gc.isenabled()
             if self.fail:
                 raise RuntimeError("iteration failed")
 
@@ -277,15 +279,16 @@ def test_faithful_rllib_replay_iterations_run_on_a_frozen_heap():
     full_before = gc.get_stats()[2]["collections"]
     for _ in range(6):
         algo.training_step()
-    assert min(algo.frozen_objects) > 0 and gc.get_freeze_count() == 0
+    assert min(algo.frozen_objects) > 0 and not algo.collecting
+    assert gc.get_freeze_count() == 0 and gc.isenabled()
     assert gc.get_stats()[2]["collections"] >= full_before + 2
     algo.fail = True
     with pytest.raises(RuntimeError):
         algo.training_step()
-    assert gc.get_freeze_count() == 0
+    assert gc.get_freeze_count() == 0 and gc.isenabled()
     algo.fail, algo.freeze_heap = False, False
     algo.training_step()
-    assert algo.frozen_objects[-1] == 0
+    assert algo.frozen_objects[-1] == 0 and algo.collecting
     assert issubclass(TurnBasedDQN, _FrozenHeapMixin) and issubclass(TurnBasedSAC, _FrozenHeapMixin)
 
 
