@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--iterations", type=int, default=40)
     ap.add_argument("--profile-from", type=int, default=30, help="first profiled iteration")
     ap.add_argument("--gc-freeze-from", type=int, default=None,
-                    help="no profile: from this iteration on, freeze the heap every other iteration")
+                    help="no profile: from this iteration on, alternate iterations without and with _FrozenHeapMixin")
     args = ap.parse_args(argv)
 
     import ray

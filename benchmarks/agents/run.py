@@ -281,11 +281,16 @@ def report_unfinished(name: str, seeds: list[int]) -> int:
     episodes = state["episodes"]
     extra = paired_greedy(by_name[name]["cfg"], episodes, state.get("resumed_at"))
     print(f"{name}: {len(episodes)} episodes, resumed at {state.get('resumed_at', [])}, {extra['pairing_check']}")
-    for start in range(0, len(episodes), 10):
-        run = np.mean([e["mean_delay_s"] for e in episodes[start:start + 10]])
-        greedy = np.mean([p["mean_delay_s"] for p in extra["greedy_same_episodes"][start:start + 10]])
+    for start, run, greedy in per_block_delays(episodes, extra["greedy_same_episodes"]):
         print(f"episodes {start + 1}-{start + 10}: {run:.2f} s, greedy {greedy:.2f} s, {run / greedy:.3f}x")
     return 0
+
+
+def per_block_delays(episodes: list[dict], greedy: list[dict], block: int = 10) -> list[tuple[int, float, float]]:
+    """(first episode index, the run's mean delay, greedy's on the same episodes) per block."""
+    return [(start, float(np.mean([e["mean_delay_s"] for e in episodes[start:start + block]])),
+             float(np.mean([g["mean_delay_s"] for g in greedy[start:start + block]])))
+            for start in range(0, len(episodes), block)]
 
 
 def pairing_check(episodes: list[dict], paired: list[dict]) -> dict:
@@ -489,11 +494,9 @@ def _plot_paired_ratios(groups: dict, block: int = 10) -> None:
             rs = [r for r in rs if r.get("greedy_same_episodes")]
             if not rs:
                 continue
-            ratios = np.array([[np.mean([e["mean_delay_s"] for e in log[s:s + block]])
-                                / np.mean([g["mean_delay_s"] for g in greedy[s:s + block]])
-                                for s in range(0, 60, block)]
-                               for log, greedy in ((r["episodes_log"][:60], r["greedy_same_episodes"][:60])
-                                                   for r in rs)])
+            ratios = np.array([[run / greedy for _, run, greedy in
+                                per_block_delays(r["episodes_log"][:60], r["greedy_same_episodes"], block)]
+                               for r in rs])
             x = np.arange(block, 61, block)
             lowest = min(lowest, ratios.min())
             off_scale = " (leaves the plot)" if ratios.mean(0).max() > RATIO_AXIS_TOP else ""
