@@ -44,10 +44,13 @@ from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME, WEIGHTS_SEQ_
 from envs.config import ConfigError
 from envs.scenarios import load_scenario, make_core
 from policies.learners import DiffusionSACLearner
-from policies.rllib_modules import AGENT, NEXT_PRIOR, PRIOR, DiffusionSACModule
+from policies.reference_rules import demo_policy
+from policies.rllib_modules import AGENT, DEMO, NEXT_PRIOR, PRIOR, DiffusionSACModule
 
 INPUT_ENV_SPACES = "__env__"
 INPUT_ENV_SINGLE_SPACES = "__env_single__"
+# SGD steps per learner_group.update call: bounds the rows one call holds (a pre-training's many).
+UPDATES_PER_CALL = 256
 
 
 # ---- scenarios ---------------------------------------------------------------------------------
@@ -83,9 +86,9 @@ class LadKeys:
 
 # ---- the env runner ----------------------------------------------------------------------------
 # The runner's per-copy sampling state, saved with every checkpoint (`sampler_state`).
-SAMPLER_ARRAYS = ("p_obs", "p_act", "p_rew", "p_prior", "p_open", "p_index", "ep_delay", "ep_reward",
-                  "ep_len", "active", "ep_start")
-TRANSITION_KEYS = ("obs", "act", "rew", "next_obs", "done", "agent", "prior", "next_prior")
+SAMPLER_ARRAYS = ("p_obs", "p_act", "p_rew", "p_prior", "p_open", "p_index", "p_demo", "ep_delay",
+                  "ep_reward", "ep_len", "active", "ep_start")
+TRANSITION_KEYS = ("obs", "act", "rew", "next_obs", "done", "agent", "prior", "next_prior", "demo")
 
 
 class EdgeDecisionRunner(EnvRunner, Checkpointable):
@@ -121,6 +124,9 @@ class EdgeDecisionRunner(EnvRunner, Checkpointable):
         self.p_prior = np.zeros((B, E, A), np.float32)
         self.p_open = np.zeros((B, E), bool)
         self.p_index = np.zeros((B, E), np.int64)     # its decision's number within the episode
+        self.p_demo = np.zeros((B, E), bool)          # taken by the demonstrator
+        spec = getattr(self.config, "demo_policy", "")
+        self.demonstrator = demo_policy(spec, self.scenario, seed) if spec else None
         # caused_share > 0: transitions wait here, per episode, until `caused_horizon` slots have
         # passed and the core can say what each decision cost the tasks after it.
         self.caused_share = float(getattr(self.config, "caused_share", 0.0))
@@ -245,8 +251,13 @@ class EdgeDecisionRunner(EnvRunner, Checkpointable):
 
     # -- sampling ---------------------------------------------------------------------------------
     @torch.no_grad()
-    def sample(self, num_timesteps: int | None = None, random_actions: bool = False, **kwargs) -> dict:
-        """At least `num_timesteps` decisions over all copies -> flat transition arrays."""
+    def sample(self, num_timesteps: int | None = None, random_actions: bool = False,
+               demo_actions: bool = False, **kwargs) -> dict:
+        """At least `num_timesteps` decisions over all copies -> flat transition arrays. The
+        actions are uniform (`random_actions`), the demonstrator's (`demo_actions`: the
+        transitions say so) or the module's samples."""
+        if demo_actions and self.demonstrator is None:
+            raise ValueError("demo_actions needs training.demo_policy")
         core, B, E = self.core, self.core.num_envs, self.n_agents
         rows = np.arange(B)
         target = num_timesteps or self.config.rollout_decisions
@@ -259,6 +270,7 @@ class EdgeDecisionRunner(EnvRunner, Checkpointable):
             out["done"].append(np.full(r.size, done)); out["agent"].append(a)
             out["prior"].append(self.p_prior[r, a]); out["next_prior"].append(next_prior)
             out["episode"].append(self.ep_start[r]); out["index"].append(self.p_index[r, a])
+            out["demo"].append(self.p_demo[r, a])
             self.p_open[r, a] = False
 
         while decided < target and self.active.any():
@@ -276,8 +288,12 @@ class EdgeDecisionRunner(EnvRunner, Checkpointable):
                 batch = {Columns.OBS: torch.from_numpy(obs), AGENT: torch.from_numpy(agent),
                          PRIOR: torch.from_numpy(prior)}
                 logits = self.explore(batch)[Columns.ACTION_DIST_INPUTS].numpy()
-            # Sample from softmax(logits) with the Gumbel-max trick; store the probabilities (LAD).
-            actions = (logits - np.log(-np.log(self.rng.random(logits.shape)))).argmax(1)
+            if demo_actions:
+                actions = self.demonstrator.decide(core.observe(), core.network_state())[live]
+            else:
+                # Sample from softmax(logits) with the Gumbel-max trick.
+                actions = (logits - np.log(-np.log(self.rng.random(logits.shape)))).argmax(1)
+            # LAD stores the policy's own probabilities, also while a demonstrator acts.
             if self.lad:
                 z = np.exp(logits - logits.max(1, keepdims=True))
                 self.store[key] = z / z.sum(1, keepdims=True)
@@ -290,6 +306,7 @@ class EdgeDecisionRunner(EnvRunner, Checkpointable):
             self.p_prior[live, agent] = prior
             self.p_open[live, agent] = True
             self.p_index[live, agent] = self.ep_len[live]
+            self.p_demo[live, agent] = demo_actions
             self.ep_delay[live] += result.delay_s[live]
             self.ep_reward[live] += result.reward[live]
             self.ep_len[live] += 1
@@ -367,6 +384,7 @@ class TransitionReplay:
         self.act = np.zeros((E, C), np.int64)
         self.rew = np.zeros((E, C), np.float32)
         self.done = np.zeros((E, C), np.float32)
+        self.demo = np.zeros((E, C), np.float32)
         self.with_prior = with_prior
         if with_prior:
             self.prior = np.zeros((E, C, n_actions), np.float32)
@@ -390,6 +408,7 @@ class TransitionReplay:
             self.act[e, slots] = data["act"][idx]
             self.rew[e, slots] = data["rew"][idx]
             self.done[e, slots] = data["done"][idx]
+            self.demo[e, slots] = data["demo"][idx]
             if self.with_prior:
                 self.prior[e, slots] = data["prior"][idx]
                 self.next_prior[e, slots] = data["next_prior"][idx]
@@ -399,17 +418,29 @@ class TransitionReplay:
     def ready(self, m: int) -> bool:
         return bool((self.size >= min(m, self.C)).all())
 
-    def sample(self, m: int, k: int = 1) -> dict[str, np.ndarray]:
-        """k minibatches of E*m rows each, concatenated; each minibatch grouped by agent."""
+    def sample(self, m: int, k: int = 1, kept: "TransitionReplay | None" = None,
+               kept_share: float = 0.0) -> dict[str, np.ndarray]:
+        """k minibatches of E*m rows each, concatenated; each minibatch grouped by agent. With
+        `kept` (demonstrations kept apart), `kept_share` of every agent's rows come from it (all
+        of them while this buffer is not ready yet)."""
+        if kept is None or not kept.ready(m):      # none kept, or lost: replay is not checkpointed
+            from_kept = 0
+        else:
+            from_kept = m if not self.ready(m) else round(kept_share * m)
+        parts = [r._draw(n, k) for r, n in ((kept, from_kept), (self, m - from_kept)) if n]
+        return {key: np.concatenate([p[key] for p in parts], axis=2).reshape(k * self.E * m, *parts[0][key].shape[3:])
+                for key in parts[0]}
+
+    def _draw(self, m: int, k: int) -> dict[str, np.ndarray]:
+        """Uniform rows, [k, E, m, ...]: m of every agent's for each of k minibatches."""
         idx = (self.rng.random((k, self.E, m)) * self.size[None, :, None]).astype(np.int64)
         e = np.broadcast_to(np.arange(self.E)[None, :, None], idx.shape)
-        flat = lambda x: x[e, idx].reshape(k * self.E * m, *x.shape[2:])
-        batch = {Columns.OBS: flat(self.obs), Columns.NEXT_OBS: flat(self.next_obs),
-                 Columns.ACTIONS: flat(self.act), Columns.REWARDS: flat(self.rew),
-                 Columns.TERMINATEDS: flat(self.done), AGENT: e.reshape(-1).copy()}
+        batch = {Columns.OBS: self.obs[e, idx], Columns.NEXT_OBS: self.next_obs[e, idx],
+                 Columns.ACTIONS: self.act[e, idx], Columns.REWARDS: self.rew[e, idx],
+                 Columns.TERMINATEDS: self.done[e, idx], DEMO: self.demo[e, idx], AGENT: e.copy()}
         if self.with_prior:
-            batch[PRIOR] = flat(self.prior)
-            batch[NEXT_PRIOR] = flat(self.next_prior)
+            batch[PRIOR] = self.prior[e, idx]
+            batch[NEXT_PRIOR] = self.next_prior[e, idx]
         return batch
 
 
@@ -439,6 +470,17 @@ class DiffusionSACConfig(AlgorithmConfig):
         self.replay_capacity = 200_000       # per agent
         self.learning_starts = 4096          # decisions before the first update
         self.random_decisions = 0            # uniform-random decisions at the start
+        # Demonstrations (DQfD's idea, Hester et al. 2018, in SAC's actor): the first
+        # `demo_decisions` decisions are taken by `demo_policy` (policies/reference_rules.py:
+        # `size-split:THETA[:COVER]` or a heuristic's name); on every replayed demonstration the
+        # actor's loss is `bc_weight` x the cross-entropy to the demonstrated action instead of
+        # SAC's, while the critics learn from every transition alike.
+        self.demo_policy = ""
+        self.demo_decisions = 0
+        self.demo_pretrain_updates = 0       # SGD steps on the demonstrations alone, once, after them
+        self.demo_batch_share = 0.0          # > 0: demonstrations kept apart all run, this share of a batch
+        self.demo_cql_weight = 0.0           # > 0: a conservative (CQL) critic term on demonstrations
+        self.bc_weight = 1.0
         # 0: a decision's reward is its task's -delay. s in (0, 1] (dedgeai): the same total per
         # episode, but a share s of every wait behind a task placed at most `caused_horizon` slots
         # earlier is charged to the decision that placed it instead of the one that suffered it
@@ -455,11 +497,13 @@ class DiffusionSACConfig(AlgorithmConfig):
     OWN_TRAINING = ("actor_lr", "critic_lr", "alpha_lr", "target_entropy_scale", "reward_scale", "tau",
                     "rollout_decisions", "decisions_per_update", "minibatch_per_agent", "replay_capacity",
                     "learning_starts", "random_decisions", "model_overrides", "actor_kind", "start",
-                    "episode_budget", "caused_share", "caused_horizon")
+                    "episode_budget", "caused_share", "caused_horizon", "demo_policy", "demo_decisions",
+                    "demo_pretrain_updates", "demo_batch_share", "demo_cql_weight", "bc_weight")
     POSITIVE = ("actor_lr", "critic_lr", "alpha_lr", "reward_scale")
     UNIT_INTERVAL = ("gamma", "tau", "target_entropy_scale", "caused_share")
     AT_LEAST = {"rollout_decisions": 1, "decisions_per_update": 1, "minibatch_per_agent": 1,
-                "replay_capacity": 1, "learning_starts": 0, "random_decisions": 0, "caused_horizon": 0}
+                "replay_capacity": 1, "learning_starts": 0, "random_decisions": 0, "caused_horizon": 0,
+                "demo_decisions": 0, "demo_pretrain_updates": 0}
 
     def training(self, **kwargs):
         own = {k: kwargs.pop(k) for k in list(kwargs) if k in self.OWN_TRAINING}
@@ -493,6 +537,21 @@ class DiffusionSACConfig(AlgorithmConfig):
         for key, low in self.AT_LEAST.items():
             if not (number(getattr(self, key), int) and getattr(self, key) >= low):
                 raise ConfigError(f"training.{key} must be an integer >= {low}, got {getattr(self, key)!r}")
+        for key in ("bc_weight", "demo_cql_weight"):
+            if not (number(getattr(self, key)) and getattr(self, key) >= 0):
+                raise ConfigError(f"training.{key} must be a number >= 0, got {getattr(self, key)!r}")
+        if not isinstance(self.demo_policy, str):
+            raise ConfigError(f"training.demo_policy must be a string, got {self.demo_policy!r}")
+        if not (number(self.demo_batch_share) and 0 <= self.demo_batch_share < 1):
+            raise ConfigError(f"training.demo_batch_share must be a number in [0, 1), got {self.demo_batch_share!r}")
+        for key in ("demo_batch_share", "demo_cql_weight"):
+            if getattr(self, key) and not self.demo_decisions:
+                raise ConfigError(f"training.{key} > 0 needs training.demo_decisions > 0 (demonstrations)")
+        if self.demo_decisions and not self.demo_policy:
+            raise ConfigError("training.demo_decisions > 0 needs training.demo_policy (who demonstrates)")
+        if self.demo_decisions and self.random_decisions:
+            raise ConfigError("training.demo_decisions and training.random_decisions both choose the first "
+                              "actions: set one of them to 0")
 
 
 class DiffusionSAC(Algorithm):
@@ -509,10 +568,19 @@ class DiffusionSAC(Algorithm):
         self.n_agents = n_agents
         self.replay = TransitionReplay(n_agents, cfg.replay_capacity, obs_dim, n_actions,
                                        seed=cfg.seed, with_prior=cfg.start == "prior")
+        # DQfD keeps its demonstrations for the whole run: here apart, a fixed share of every batch.
+        self.kept_demos = None
+        if cfg.demo_decisions and cfg.demo_batch_share:
+            # Agents decide about equally often: twice an agent's share leaves room for the spread.
+            per_agent = cfg.demo_decisions if n_agents == 1 else -(-2 * cfg.demo_decisions // n_agents)
+            self.kept_demos = TransitionReplay(n_agents, per_agent, obs_dim, n_actions,
+                                               seed=None if cfg.seed is None else cfg.seed + 1,
+                                               with_prior=cfg.start == "prior")
         self.episodes: list[dict] = []        # every completed episode, in order (all copies)
         self.decisions = 0
         self.sgd_steps = 0
         self._owed_updates = 0.0
+        self.demo_pretrained = False
         del runner
 
     def _on_sampling_runners(self, fn: Callable) -> list:
@@ -533,14 +601,16 @@ class DiffusionSAC(Algorithm):
         cfg, group = self.config, self.env_runner_group
         per_runner = max(1, cfg.rollout_decisions // max(1, group.num_remote_env_runners() or 1))
         randomly = self.decisions < cfg.random_decisions
+        demo = self.decisions < cfg.demo_decisions
         t0 = time.perf_counter()
         samples = self._on_sampling_runners(
-            lambda r: (r.sample(num_timesteps=per_runner, random_actions=randomly), r.get_metrics()))
+            lambda r: (r.sample(num_timesteps=per_runner, random_actions=randomly, demo_actions=demo),
+                       r.get_metrics()))
         sample_s = time.perf_counter() - t0
         new = 0
         for data, finished in samples:
             if "agent" in data:
-                self.replay.add(data)
+                self._store(data)
             new += data["decisions"]
             for ep in finished:
                 ep["decisions_total"] = self.decisions + new
@@ -550,19 +620,17 @@ class DiffusionSAC(Algorithm):
 
         learn_s, learner_results = 0.0, None
         m = cfg.minibatch_per_agent
-        if self.decisions >= cfg.learning_starts and self.replay.ready(m):
+        if self.decisions >= cfg.learning_starts and (self.replay.ready(m) or self._kept_ready(m)):
             self._owed_updates += new / cfg.decisions_per_update
             k = int(self._owed_updates)
+            self._owed_updates -= k
+            if cfg.demo_decisions and not self.demo_pretrained and self.decisions >= cfg.demo_decisions:
+                # DQfD's pre-training: the demonstrations alone, before the agent first acts.
+                k += cfg.demo_pretrain_updates
+                self.demo_pretrained = True
             if k > 0:
-                self._owed_updates -= k
                 t1 = time.perf_counter()
-                batch = self.replay.sample(m, k)
-                rows = self.n_agents * m
-                ma_batch = MultiAgentBatch({DEFAULT_MODULE_ID: SampleBatch(batch)}, env_steps=k * rows)
-                learner_results = self.learner_group.update(
-                    batch=ma_batch, minibatch_size=rows, num_epochs=1, shuffle_batch_per_epoch=False,
-                    timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: self.decisions})
-                self.sgd_steps += k
+                learner_results = self._update(k)
                 group.sync_weights(from_worker_or_learner_group=self.learner_group, inference_only=True)
                 learn_s = time.perf_counter() - t1
         if learner_results is not None:
@@ -576,6 +644,32 @@ class DiffusionSAC(Algorithm):
             if recent else float("nan"),
         }, window=1)
 
+    def _store(self, data: dict) -> None:
+        """Into the replay buffer; demonstrations into their own when they are kept apart."""
+        if self.kept_demos is None or not data["demo"].any():
+            self.replay.add(data)
+            return
+        for buffer, rows in ((self.kept_demos, data["demo"]), (self.replay, ~data["demo"])):
+            if rows.any():
+                buffer.add({k: v[rows] for k, v in data.items() if isinstance(v, np.ndarray)})
+
+    def _kept_ready(self, m: int) -> bool:
+        return self.kept_demos is not None and self.kept_demos.ready(m)
+
+    def _update(self, k: int):
+        """k SGD steps on replayed minibatches, in calls of at most UPDATES_PER_CALL steps."""
+        m, rows = self.config.minibatch_per_agent, self.n_agents * self.config.minibatch_per_agent
+        results = None
+        for chunk in range(0, k, UPDATES_PER_CALL):
+            n = min(UPDATES_PER_CALL, k - chunk)
+            rows_of = self.replay.sample(m, n, self.kept_demos, self.config.demo_batch_share)
+            batch = MultiAgentBatch({DEFAULT_MODULE_ID: SampleBatch(rows_of)}, env_steps=n * rows)
+            results = self.learner_group.update(
+                batch=batch, minibatch_size=rows, num_epochs=1, shuffle_batch_per_epoch=False,
+                timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: self.decisions})
+            self.sgd_steps += n
+        return results
+
     def _number_episodes(self) -> None:
         """Keep `episodes` in the order the episodes started (ties across runners by worker)."""
         self.episodes.sort(key=lambda e: (e.get("start", 0), e.get("worker", 0)))
@@ -587,7 +681,8 @@ class DiffusionSAC(Algorithm):
         state = super().get_state(components, not_components=not_components, **kwargs)
         samplers = dict(self._on_sampling_runners(lambda r: (r.worker_index or 0, r.sampler_state())))
         state["edge"] = {"episodes": list(self.episodes), "decisions": self.decisions,
-                         "sgd_steps": self.sgd_steps, "lad_store": self.lad_store(),
+                         "sgd_steps": self.sgd_steps, "demo_pretrained": self.demo_pretrained,
+                         "lad_store": self.lad_store(),
                          "samplers": samplers}
         return state
 
@@ -598,6 +693,7 @@ class DiffusionSAC(Algorithm):
             self.episodes = list(edge["episodes"])
             self.decisions = int(edge["decisions"])
             self.sgd_steps = int(edge["sgd_steps"])
+            self.demo_pretrained = bool(edge.get("demo_pretrained", False))
             store = edge["lad_store"]
             self.env_runner_group.foreach_env_runner(lambda r: r.set_state({"lad_store": store}),
                                                      local_env_runner=True)
@@ -659,6 +755,8 @@ def algorithm_config(algo: str, env_config: dict, *, num_envs: int = 10, num_env
                .debugging(seed=seed)
                .training(actor_kind=actor, start=start, **training))
         cfg.validate()
+        if cfg.demo_policy:
+            demo_policy(cfg.demo_policy, scen)        # a bad spec fails here, not in a runner
         if cfg.caused_share:
             try:
                 core.record_placements()

@@ -20,6 +20,7 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 
 from policies.diffusion import policy_probs
+from policies.rllib_modules import DEMO
 
 
 class DiffusionSACLearner(TorchLearner):
@@ -62,21 +63,34 @@ class DiffusionSACLearner(TorchLearner):
         # Huber, not MSE: late in an overloaded episode delays reach tens of seconds, and squared
         # errors of those drove the critic (then the policy) to diverge in our runs.
         critic_loss = F.smooth_l1_loss(q1_a, q_target) + F.smooth_l1_loss(q2_a, q_target)
+        demo = g(batch[DEMO].float()) if DEMO in batch else torch.zeros_like(q1_a)
+        if config.demo_cql_weight:
+            # CQL (Kumar et al. 2020) on the demonstrations: push down every action's value
+            # against the demonstrated one's, so the actor is not drawn to actions the
+            # demonstrator never took, whose values the critics could only extrapolate.
+            unseen = (torch.logsumexp(fwd_out["q1"], -1) - q1_a) + (torch.logsumexp(fwd_out["q2"], -1) - q2_a)
+            critic_loss = critic_loss + config.demo_cql_weight * (demo * unseen).mean()
 
-        # Actor: E_{a~pi}[alpha log pi(a|s) - min Q(s, a)], gradients through the whole chain.
+        # Actor: E_{a~pi}[alpha log pi(a|s) - min Q(s, a)], gradients through the whole chain;
+        # on a demonstrated transition (training.demo_policy) the cross-entropy to its action.
         probs, log_p = policy_probs(fwd_out["logits"])
         min_q = torch.min(fwd_out["q1"], fwd_out["q2"]).detach()
-        actor_loss = (probs * (alpha_a * log_p - min_q)).sum(-1).mean()
+        soft_q_loss = (probs * (alpha_a * log_p - min_q)).sum(-1)
+        imitation = -log_p.gather(-1, actions).squeeze(-1)
+        actor_loss = ((1.0 - demo) * soft_q_loss + demo * config.bc_weight * imitation).mean()
 
-        # Temperature: move the policy's entropy towards the target entropy.
+        # Temperature: move the policy's entropy towards the target entropy, on the agent's own
+        # transitions only: a demonstration's actor loss has no temperature, and adapting it
+        # there drove it to ~0 while the actor cloned (then the first SAC steps collapsed it).
         entropy = -(probs.detach() * log_p.detach()).sum(-1)
-        alpha_loss = (log_alpha.exp() * (entropy - target_entropy)).mean()
+        alpha_loss = (log_alpha.exp() * (entropy - target_entropy) * (1.0 - demo)).mean()
 
         self.metrics.log_dict({
             "losses/critic": critic_loss.detach(), "losses/actor": actor_loss.detach(),
             "losses/alpha": alpha_loss.detach(), "charts/entropy": entropy.mean(),
             "charts/alpha": alpha.mean(), "charts/q": q1_a.detach().mean(),
             "charts/q_gap": (min_q.max(-1).values - min_q.mean(-1)).mean(),
+            "charts/demo_share": demo.mean(),
             "charts/logit_scale": module.actor.logit_scale().detach().mean()
             if hasattr(module.actor, "logit_scale") else torch.tensor(1.0),
         }, key=module_id, window=1)

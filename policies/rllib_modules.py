@@ -27,6 +27,7 @@ from policies.diffusion import DiffusionActor, EnsembleMLP, MLPActor, prior_late
 AGENT = "agent"            # [B] int: which agent acts (0 in the shared form)
 PRIOR = "prior"            # [B, A] LAD: historical action probability of the context of obs
 NEXT_PRIOR = "next_prior"  # [B, A] the same for next_obs
+DEMO = "demo"              # [B] 1.0 where a demonstrator took the action (training.demo_policy)
 
 DEFAULT_MODEL_CONFIG: dict[str, Any] = {
     "actor": "diffusion",       # diffusion | mlp

@@ -47,6 +47,7 @@ METRICS = {
     ("learners", "default_policy", "charts/alpha"): "charts/alpha",
     ("learners", "default_policy", "charts/logit_scale"): "charts/logit_scale",
     ("learners", "default_policy", "charts/q_gap"): "charts/q_gap",
+    ("learners", "default_policy", "charts/demo_share"): "charts/demo_share",
     ("learners", "default_policy", "total_loss"): "losses/total",
     ("learners", "default_policy", "qf_loss"): "losses/critic",
     ("learners", "default_policy", "policy_loss"): "losses/actor",

@@ -61,24 +61,49 @@ def test_diffusion_actor_learns_a_contextual_bandit(start):
     assert actor.logit_scale().item() > 1.5       # the learned temperature sharpened the policy
 
 
+def _transitions(k: int, n_agents: int = 3, demo: bool = False) -> dict:
+    """k transitions of agents 0, 1, 2, ... in turn; obs = (agent, demo flag)."""
+    agent = np.arange(k) % n_agents
+    return {"obs": np.c_[agent, np.full(k, float(demo))].astype(np.float32),
+            "next_obs": np.zeros((k, 2), np.float32), "act": agent.astype(np.int64),
+            "rew": agent.astype(np.float32), "done": np.zeros(k, bool), "agent": agent,
+            "prior": np.zeros((k, 4), np.float32), "next_prior": np.zeros((k, 4), np.float32),
+            "demo": np.full(k, demo)}
+
+
 def test_replay_groups_rows_by_agent():
     from policies.algorithms import TransitionReplay
     from policies.rllib_modules import AGENT
 
     rp = TransitionReplay(3, 100, obs_dim=2, n_actions=4, seed=0)
-    k = 30
-    agent = np.arange(k) % 3
-    data = {"obs": np.c_[agent, np.arange(k)].astype(np.float32),
-            "next_obs": np.zeros((k, 2), np.float32), "act": agent.astype(np.int64),
-            "rew": agent.astype(np.float32), "done": np.zeros(k, bool), "agent": agent,
-            "prior": np.zeros((k, 4), np.float32), "next_prior": np.zeros((k, 4), np.float32)}
-    rp.add(data)
+    rp.add(_transitions(30))
     batch = rp.sample(m=5, k=2)
     assert batch["obs"].shape == (2 * 3 * 5, 2)
     blocks = batch[AGENT].reshape(2, 3, 5)
     assert (blocks == np.arange(3)[None, :, None]).all()
     # every row of agent e's block came from agent e's transitions
     assert (batch["obs"][:, 0] == batch[AGENT]).all()
+
+
+def test_kept_demonstrations_are_a_fixed_share_of_every_agents_rows():
+    """training.demo_batch_share: demonstrations kept apart fill that share of each agent's
+    rows of each minibatch (all of them until the agent's own buffer is ready, none once lost)."""
+    from policies.algorithms import TransitionReplay
+    from policies.rllib_modules import AGENT, DEMO
+
+    own = TransitionReplay(3, 100, obs_dim=2, n_actions=4, seed=0)
+    kept = TransitionReplay(3, 100, obs_dim=2, n_actions=4, seed=1)
+    kept.add(_transitions(60, demo=True))
+    only_kept = own.sample(m=8, k=2, kept=kept, kept_share=0.25)
+    assert only_kept[DEMO].all()
+    own.add(_transitions(60))
+    batch = own.sample(m=8, k=2, kept=kept, kept_share=0.25)
+    blocks = batch[DEMO].reshape(2, 3, 8)
+    assert (blocks.sum(-1) == 2).all()                        # 2 of every agent's 8 rows
+    assert (batch["obs"][:, 0] == batch[AGENT]).all()         # still grouped by agent
+    assert (batch["obs"][:, 1] == batch[DEMO]).all()          # each row is what it says
+    lost = TransitionReplay(3, 100, obs_dim=2, n_actions=4, seed=1)   # after a resume
+    assert not own.sample(m=8, k=1, kept=lost, kept_share=0.25)[DEMO].any()
 
 
 def _small_scenario(*extra):
@@ -387,9 +412,41 @@ def test_training_options_are_checked_before_anything_runs():
         ("lad", "dedgeai", {"actor_lrr": 1e-3}, r"actor_lrr is not a training option of lad \(did you mean actor_lr"),
         ("ppo", "dedgeai", {"lrr": 1e-3}, r"training.lrr is not a training option of ppo \(did you mean lr"),
         ("sac-mlp", "collab-exit", {"caused_share": 1.0}, r"caused_share > 0 needs.*'collab-exit' has no hindsight"),
+        ("sac-mlp", "dedgeai", {"demo_decisions": 10}, r"training.demo_decisions > 0 needs training.demo_policy"),
+        ("sac-mlp", "dedgeai", {"bc_weight": -1}, r"training.bc_weight must be a number >= 0, got -1"),
+        ("sac-mlp", "dedgeai", {"demo_batch_share": 1.0}, r"training.demo_batch_share must be a number in \[0, 1\)"),
+        ("sac-mlp", "dedgeai", {"demo_batch_share": 0.2}, r"demo_batch_share > 0 needs training.demo_decisions"),
+        ("sac-mlp", "dedgeai", {"demo_policy": "best"}, r"training.demo_policy 'best' is neither size-split"),
+        ("sac-mlp", "dedgeai", {"demo_policy": "size-split:x"}, r"must look like size-split:THETA\[:COVER\]"),
+        ("sac-mlp", "dedgeai", {"demo_policy": "size-split:100"}, r"size-split:100'.*choose a smaller theta"),
+        ("sac-mlp", "collab-exit", {"demo_policy": "size-split:1.5"}, r"defined for dedgeai only"),
+        ("sac-mlp", "dedgeai", {"demo_policy": "greedy", "demo_decisions": 5, "random_decisions": 5},
+         r"demo_decisions and training.random_decisions both choose"),
     ]
     for algo, scenario, training, message in cases:
         with pytest.raises(ConfigError, match=message):
             algorithm_config(algo, {"scenario": scenario}, num_envs=1, training=training)
     ok = algorithm_config("sac-mlp", {"scenario": "dedgeai"}, training={"caused_share": 0.5, "gamma": 0.9})
     assert ok.caused_share == 0.5 and ok.gamma == 0.9
+
+
+def test_demonstrated_transitions_carry_the_demonstrators_actions_and_say_so():
+    """training.demo_policy: while `demo_actions` is on, the demonstrator acts (here `local`: each
+    task stays at its own BS) and every transition it opened is marked; the module's are not."""
+    from policies.algorithms import EdgeDecisionRunner, algorithm_config
+
+    overrides = ["n_bs=4", "slots=4", "max_tasks=6", "form=shared"]
+    env_config = {"scenario": "dedgeai-corrected", "overrides": overrides, "seed": 5}
+    cfg = algorithm_config("sac-mlp", env_config, num_envs=2, seed=5, model={"hidden": 8, "critic_hidden": 8},
+                           training={"demo_policy": "local", "demo_decisions": 30})
+    runner = EdgeDecisionRunner(config=cfg)
+    own_bs = lambda data: runner.core.layout.field(data["obs"], "bs_onehot").argmax(1)
+
+    demonstrated = runner.sample(num_timesteps=30, demo_actions=True)
+    assert demonstrated["demo"].all() and len(demonstrated["act"]) > 0
+    np.testing.assert_array_equal(demonstrated["act"], own_bs(demonstrated))
+    still_open = int(runner.p_open.sum())            # demonstrated decisions not closed yet
+    own = runner.sample(num_timesteps=60)
+    assert own["demo"].sum() == still_open
+    np.testing.assert_array_equal(own["act"][own["demo"]], own_bs(own)[own["demo"]])
+    assert (own["act"][~own["demo"]] != own_bs(own)[~own["demo"]]).any()   # the module's own choices

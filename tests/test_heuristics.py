@@ -96,7 +96,8 @@ def test_collab_reward_bound_is_above_every_heuristic():
 def test_size_split_small_work_matches_the_simulated_tasks(preset):
     from envs.scenarios import load_scenario, make_core
 
-    rules = _benchmark_module("reference_rules")
+    from policies.reference_rules import small_work_per_slot
+
     config = load_scenario(preset)
     core = make_core(config, num_envs=400, seed=3)     # 400 independent first slots
     position = np.arange(config.max_tasks)[None, None, :]
@@ -104,22 +105,24 @@ def test_size_split_small_work_matches_the_simulated_tasks(preset):
     work = core.work if config.mode == "corrected" else np.broadcast_to(core.position_work, present.shape)
     for theta in (1.0, 2.0):
         simulated = (work * present * (work <= theta)).sum() / core.num_envs
-        assert simulated == pytest.approx(rules.small_work_per_slot(config, theta), rel=0.03)
+        assert simulated == pytest.approx(small_work_per_slot(config, theta), rel=0.03)
 
 
 def test_reference_rules_on_the_same_overloaded_episodes():
     from envs.scenarios import load_scenario
 
+    from policies.reference_rules import CapacityProportional, SizeSplit
+
     rules = _benchmark_module("reference_rules")
     config = load_scenario("dedgeai-corrected", ["slots=20"])
-    rule = rules.SizeSplit(config, theta=1.5)
+    rule = SizeSplit(config, theta=1.5)
     assert 0 < rule.small_pool.sum() < config.n_bs
     assert rule.small_pool_gcycles >= rule.small_work_gcycles    # the pool covers the small work
     rows = rules.compare(config, [rule], episodes=2, seed=4)
     assert rows[0]["policy"] == "greedy" and rows[1]["ratio"] < 0.95
-    spread = rules.compare(config, [rules.CapacityProportional(config, seed=1)], episodes=2, seed=4)[1]
+    spread = rules.compare(config, [CapacityProportional(config, seed=1)], episodes=2, seed=4)[1]
     assert 0.95 < spread["ratio"] < 1.2          # state-free, yet close to greedy: the load is what matters
     with pytest.raises(ValueError, match="theta must be > 0"):
-        rules.SizeSplit(config, theta=0.0)
+        SizeSplit(config, theta=0.0)
     with pytest.raises(ValueError, match="choose a smaller theta"):
-        rules.SizeSplit(config, theta=100.0)
+        SizeSplit(config, theta=100.0)

@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from reference_rules import CapacityProportional  # noqa: E402  (this script's folder is on sys.path)
+from policies.reference_rules import CapacityProportional  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "agents"
 RUNS = OUT / "runs"
@@ -49,6 +49,8 @@ SHARED = ["form=shared"]                  # one policy, BS identity observed
 FAITHFUL_TRAINING = {"minibatch_per_agent": 32, "decisions_per_update": 512}
 FAITHFUL_MODEL = {"hidden": 64, "critic_hidden": 64}
 FAITHFUL_ENVS = 20
+# The best size-split rule in corrected mode (benchmarks/results/agents/reference_rules.md).
+DEMO_RULE = "size-split:1.75:0.9"
 
 
 def jobs(seeds: list[int]) -> list[dict]:
@@ -136,6 +138,30 @@ def jobs(seeds: list[int]) -> list[dict]:
         job["cfg"]["training"] = {"caused_share": share, "caused_horizon": horizon}
         return job
 
+    def corrected_demo(algo, seed, gamma=0.5, reward_scale=0.1, pretrain=0, kept=0.0, cql=0.0, actor_lr=None):
+        # No agent finds the size-split rule (0.74x greedy here) on its own. Started from its
+        # demonstrations (the first round of 10 episodes, 300k decisions, cloned by the actor
+        # while the critics learn from them; then `pretrain` SGD steps on them alone; `kept`:
+        # kept all run as that share of every batch, as Ape-X DQfD's 25%; `cql`: a conservative
+        # critic on them), does SAC keep it, improve it, or return to greedy?
+        job = corrected(algo, seed)
+        job["group"] += ", from size-split demonstrations"
+        suffix = (("" if gamma == 0.5 else f"-gamma{gamma}") + (f"-pre{pretrain // 1000}k" if pretrain else "")
+                  + (f"-kept{kept}" if kept else "") + (f"-cql{cql}" if cql else "")
+                  + (f"-alr{actor_lr:g}" if actor_lr else ""))
+        details = ([f"{pretrain:,} pre-training steps"] if pretrain else []) + ([f"gamma {gamma}"] if gamma != 0.5 else []) \
+            + ([f"kept as {kept:.0%} of every batch"] if kept else []) + ([f"CQL weight {cql}"] if cql else []) \
+            + ([f"actor lr {actor_lr:g}"] if actor_lr else [])
+        job.update(name=f"corrected-{algo}-demo{suffix}-s{seed}",
+                   label=f"{algo} ({', '.join(details)})" if details else algo)
+        job["cfg"]["training"] = {"demo_policy": DEMO_RULE, "demo_decisions": 300_000,
+                                  "demo_pretrain_updates": pretrain, "demo_batch_share": kept,
+                                  "demo_cql_weight": cql,
+                                  "gamma": gamma, "reward_scale": reward_scale}
+        if actor_lr:
+            job["cfg"]["training"]["actor_lr"] = actor_lr
+        return job
+
     def collab(algo, seed):
         return {"group": "collab-exit/urban", "name": f"collab-{algo}-s{seed}",
                 "cfg": dict(scenario="collab-exit/urban", algo=algo, seed=seed)}
@@ -173,6 +199,15 @@ def jobs(seeds: list[int]) -> list[dict]:
     out += [corrected("ppo", s) for s in rest]      # the best agent in corrected mode: all seeds
     out += [faithful_rllib("ppo", s) for s in rest]    # ... and in faithful mode
     out += [corrected_long_horizon_ppo(s, g) for s in first for g in (0.99, 0.999)]
+    out += [corrected_demo("sac-mlp", s, pretrain=10_000) for s in first]
+    out += [corrected_demo("sac-mlp", s, pretrain=10_000, kept=0.25) for s in first]
+    out += [corrected_demo("sac-mlp", s, pretrain=10_000, kept=0.25, cql=1.0) for s in first]
+    out += [corrected_demo("sac-mlp", s, pretrain=10_000, kept=0.25, cql=5.0) for s in first]
+    out += [corrected_demo("sac-mlp", s, pretrain=10_000, kept=0.25, cql=1.0, actor_lr=1e-4) for s in first]
+    out += [corrected_demo("sac-mlp", s, pretrain=10_000, kept=0.25, cql=20.0) for s in first]
+    out += [corrected_demo("sac-mlp", s, pretrain=10_000, kept=0.25, cql=5.0, actor_lr=1e-4) for s in first]
+    out += [corrected_demo("sac-mlp", s, pretrain=10_000, kept=0.25, cql=20.0) for s in rest]
+    out += [corrected_demo("sac-mlp", s, 0.99, pretrain=10_000) for s in first]
     # ~3 hours each on one core (see the README's Cost): the last seeds of the faithful form.
     out += [tuned_sac(faithful_rllib("sac", s), s) for s in rest] + [faithful_rllib("dqn", s) for s in rest]
     return out

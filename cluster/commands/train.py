@@ -17,6 +17,8 @@ def register(subparsers, parents) -> None:
                     "  aigc-edge train --scenario collab-exit/urban --algo d2sac --set training.actor_lr=0.001\n"
                     "  aigc-edge train --scenario dedgeai --algo sac --resume   # continue after a kill\n"
                     "  aigc-edge train --scenario dedgeai-corrected --algo sac-mlp --set training.caused_share=0.5\n"
+                    "  aigc-edge train --scenario dedgeai-corrected --algo sac-mlp --set training.demo_policy=size-split:1.75:0.9 \\\n"
+                    "      --set training.demo_decisions=300000 --set training.demo_pretrain_updates=10000\n"
                     "  aigc-edge train --scenario dedgeai --algo lad --set num_env_runners=2   # two remote samplers\n"
                     "Fields for --set: see policies/training.py TrainConfig (training.*, model.*, num_envs, ...);\n"
                     "training.* takes policies/algorithms.py DiffusionSACConfig.OWN_TRAINING and RLlib's\n"

@@ -1,0 +1,108 @@
+"""What SAC does to a policy cloned from size-split demonstrations, iteration by iteration.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/agents/demo_clone.py [--job corrected-sac-mlp-demo-pre10k-s0]
+        [--every 10] [--until 80] [--episodes 10]
+
+Builds the agent exactly as the agents benchmark job `--job` does (benchmarks/agents/run.py), trains
+it until its demonstrations are in and its pre-training is done, then evaluates its actor by
+sampling (as it acts while training) on `--episodes` fresh episodes every `--every` iterations of
+SAC until `--until`. At the switch it also reports argmax, and the size-split rule and greedy on
+the same episodes. The training run's own figures (its first episodes after the switch are still
+starting when the actor has already changed) cannot separate "the clone was poor" from "SAC moved
+it"; this can. Writes benchmarks/results/agents/demo_clone_<job>.md.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from run import jobs  # noqa: E402  (the benchmark's job list: one definition of each job)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--job", default="corrected-sac-mlp-demo-pre10k-s0")
+    ap.add_argument("--every", type=int, default=10, help="SAC iterations between evaluations")
+    ap.add_argument("--until", type=int, default=80, help="SAC iterations after the switch")
+    ap.add_argument("--episodes", type=int, default=10, help="evaluation episodes (fresh, seed 20000)")
+    args = ap.parse_args()
+    if args.every < 1 or args.until < 0 or args.episodes < 1:
+        ap.error("--every and --episodes must be >= 1, --until >= 0")
+    named = {j["name"]: j for j in jobs([0, 1, 2])}
+    if args.job not in named:
+        ap.error(f"--job {args.job!r}: choose one of {', '.join(n for n in named if 'demo' in n)}")
+    job = named[args.job]
+
+    import ray
+
+    from envs.scenarios import load_scenario
+    from policies.algorithms import algorithm_config
+    from policies.artifact import load_policy
+    from policies.evaluation import evaluate
+    from policies.reference_rules import demo_policy
+    from policies.training import TrainConfig, export_policy
+
+    cfg = TrainConfig(**job["cfg"], run_name=f"demo-clone-{args.job}", register_policy=False)
+    if not cfg.training.get("demo_decisions"):
+        ap.error(f"--job {args.job!r} has no demonstrations")
+    scen = load_scenario(cfg.scenario, cfg.scenario_overrides)
+    env_config = {"scenario": cfg.scenario, "overrides": list(cfg.scenario_overrides), "seed": cfg.seed}
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    algo = algorithm_config(cfg.algo, env_config, num_envs=cfg.num_envs, seed=cfg.seed,
+                            training=cfg.training, model=cfg.model).build_algo()
+    seed = 20_000
+    greedy = evaluate(scen, "greedy", episodes=args.episodes, seed=seed)["mean_delay_s"]
+    rule = evaluate(scen, demo_policy(cfg.training["demo_policy"], scen), episodes=args.episodes,
+                    seed=seed)["mean_delay_s"]
+    rows = [("greedy", "-", greedy), (cfg.training["demo_policy"] + " (the demonstrator)", "-", rule)]
+    print(f"greedy {greedy:.2f} s, the rule {rule / greedy:.3f}x greedy", flush=True)
+    started = time.perf_counter()
+    try:
+        while not algo.demo_pretrained:
+            algo.train()
+        print(f"demonstrations in and pre-trained after {algo.iteration} iterations "
+              f"({algo.sgd_steps} SGD steps, {time.perf_counter() - started:.0f} s)", flush=True)
+        switch = algo.iteration
+        with tempfile.TemporaryDirectory() as tmp:
+            for after in range(0, args.until + 1, args.every):
+                while algo.iteration < switch + after:
+                    algo.train()
+                folder = export_policy(algo, Path(tmp) / "policy", scen, cfg)
+                modes = (("sampled", True), ("argmax", False)) if after == 0 else (("sampled", True),)
+                for mode, sample in modes:
+                    delay = evaluate(scen, load_policy(str(folder), scen, sample=sample, seed=1),
+                                     episodes=args.episodes, seed=seed)["mean_delay_s"]
+                    rows.append((f"actor, {mode}", after, delay))
+                    print(f"{after:3d} SAC iterations after the switch: actor ({mode}) {delay:.2f} s, "
+                          f"{delay / greedy:.3f}x greedy", flush=True)
+    finally:
+        algo.stop()
+        ray.shutdown()
+    lines = ["# A cloned policy under SAC", "",
+             f"Generated by `benchmarks/agents/demo_clone.py --job {args.job} --every {args.every} "
+             f"--until {args.until} --episodes {args.episodes}`: the job's agent "
+             f"(`{job['label']}`) is trained until its demonstrations ({cfg.training['demo_decisions']:,} "
+             f"decisions) and its {cfg.training.get('demo_pretrain_updates', 0):,} pre-training steps are done, "
+             "then its actor is evaluated on the same fresh episodes every few SAC iterations "
+             f"(one iteration: {algo.config.rollout_decisions:,} decisions, "
+             f"{algo.config.rollout_decisions // algo.config.decisions_per_update} SGD steps).", "",
+             "| policy | SAC iterations after the switch | mean delay (s) | vs greedy |", "|---|---:|---:|---:|"]
+    lines += [f"| {name} | {after} | {delay:.2f} | {delay / greedy:.3f}x |" for name, after, delay in rows]
+    out = ROOT / "benchmarks" / "results" / "agents" / f"demo_clone_{args.job}.md"
+    out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
