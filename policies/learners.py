@@ -3,6 +3,8 @@
 Written to be checked line by line against CleanRL's `sac_atari.py` (Christodoulou 2019):
 expectations over actions use the policy's probabilities instead of sampling. With a diffusion
 actor the gradient of the actor loss flows back through every denoising step of the chain.
+Ours on top, off by default: on demonstrated transitions (`training.demo_*`, policies/algorithms.py)
+the actor imitates instead, the temperature does not learn, and a CQL term can join the critics'.
 
 One Adam optimizer with three parameter groups (actor, critics, temperature) is exactly three
 optimizers here: the three losses touch disjoint parameters (Q is detached in the actor loss, the

@@ -138,28 +138,28 @@ def jobs(seeds: list[int]) -> list[dict]:
         job["cfg"]["training"] = {"caused_share": share, "caused_horizon": horizon}
         return job
 
-    def corrected_demo(algo, seed, gamma=0.5, reward_scale=0.1, pretrain=0, kept=0.0, cql=0.0, actor_lr=None):
+    def corrected_demo(algo, seed, gamma=0.5, reward_scale=0.1, pretrain=0, kept=0.0, cql=0.0, **rates):
         # No agent finds the size-split rule (0.74x greedy here) on its own. Started from its
         # demonstrations (the first round of 10 episodes, 300k decisions, cloned by the actor
         # while the critics learn from them; then `pretrain` SGD steps on them alone; `kept`:
         # kept all run as that share of every batch, as Ape-X DQfD's 25%; `cql`: a conservative
-        # critic on them), does SAC keep it, improve it, or return to greedy?
+        # critic on them; `rates`: actor_lr / alpha_lr), does SAC keep it, improve it, or
+        # return to greedy?
         job = corrected(algo, seed)
         job["group"] += ", from size-split demonstrations"
+        short = {"actor_lr": ("alr", "actor lr"), "alpha_lr": ("tlr", "temperature lr")}
         suffix = (("" if gamma == 0.5 else f"-gamma{gamma}") + (f"-pre{pretrain // 1000}k" if pretrain else "")
                   + (f"-kept{kept}" if kept else "") + (f"-cql{cql}" if cql else "")
-                  + (f"-alr{actor_lr:g}" if actor_lr else ""))
+                  + "".join(f"-{short[k][0]}{v:g}" for k, v in rates.items()))
         details = ([f"{pretrain:,} pre-training steps"] if pretrain else []) + ([f"gamma {gamma}"] if gamma != 0.5 else []) \
             + ([f"kept as {kept:.0%} of every batch"] if kept else []) + ([f"CQL weight {cql}"] if cql else []) \
-            + ([f"actor lr {actor_lr:g}"] if actor_lr else [])
+            + [f"{short[k][1]} {v:g}" for k, v in rates.items()]
         job.update(name=f"corrected-{algo}-demo{suffix}-s{seed}",
                    label=f"{algo} ({', '.join(details)})" if details else algo)
         job["cfg"]["training"] = {"demo_policy": DEMO_RULE, "demo_decisions": 300_000,
                                   "demo_pretrain_updates": pretrain, "demo_batch_share": kept,
-                                  "demo_cql_weight": cql,
-                                  "gamma": gamma, "reward_scale": reward_scale}
-        if actor_lr:
-            job["cfg"]["training"]["actor_lr"] = actor_lr
+                                  "demo_cql_weight": cql, "gamma": gamma, "reward_scale": reward_scale,
+                                  **rates}
         return job
 
     def collab(algo, seed):
@@ -207,6 +207,11 @@ def jobs(seeds: list[int]) -> list[dict]:
     out += [corrected_demo("sac-mlp", s, pretrain=10_000, kept=0.25, cql=20.0) for s in first]
     out += [corrected_demo("sac-mlp", s, pretrain=10_000, kept=0.25, cql=5.0, actor_lr=1e-4) for s in first]
     out += [corrected_demo("sac-mlp", s, pretrain=10_000, kept=0.25, cql=20.0) for s in rest]
+    # The diffusion actors in the same setting, and a near-fixed temperature (its swings went
+    # with the policy's in the runs above).
+    out += [corrected_demo(a, s, pretrain=10_000, kept=0.25, cql=20.0) for s in first for a in ("lad", "d2sac")]
+    out += [corrected_demo("sac-mlp", s, pretrain=10_000, kept=0.25, cql=20.0, alpha_lr=1e-5) for s in first]
+    out += [corrected_demo("d2sac", s, pretrain=10_000, kept=0.25, cql=20.0) for s in rest]
     out += [corrected_demo("sac-mlp", s, 0.99, pretrain=10_000) for s in first]
     # ~3 hours each on one core (see the README's Cost): the last seeds of the faithful form.
     out += [tuned_sac(faithful_rllib("sac", s), s) for s in rest] + [faithful_rllib("dqn", s) for s in rest]
