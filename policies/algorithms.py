@@ -275,21 +275,23 @@ class EdgeDecisionRunner(EnvRunner, Checkpointable):
 
         while decided < target and self.active.any():
             live = rows if self.active.all() else rows[self.active]
-            obs = core.observe()[live]
+            observed = core.observe()
+            obs = observed[live]
             agent = core.acting_agent()[live] if E > 1 else np.zeros(live.size, np.int64)
             key = self.keys(core)[live] if self.lad else np.zeros(live.size, np.int64)
             prior = self.store[key]
             was_open = self.p_open[live, agent]
             if was_open.any():
                 close(live[was_open], agent[was_open], obs[was_open], prior[was_open], False)
+            # The module acts, or (LAD) sees the demonstrator's decisions to keep its store.
             if random_actions:
                 logits = np.zeros((live.size, self.act_space.n), np.float32)
-            else:
+            elif not demo_actions or self.lad:
                 batch = {Columns.OBS: torch.from_numpy(obs), AGENT: torch.from_numpy(agent),
                          PRIOR: torch.from_numpy(prior)}
                 logits = self.explore(batch)[Columns.ACTION_DIST_INPUTS].numpy()
             if demo_actions:
-                actions = self.demonstrator.decide(core.observe(), core.network_state())[live]
+                actions = self.demonstrator.decide(observed, core.network_state())[live]
             else:
                 # Sample from softmax(logits) with the Gumbel-max trick.
                 actions = (logits - np.log(-np.log(self.rng.random(logits.shape)))).argmax(1)
