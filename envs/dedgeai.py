@@ -96,11 +96,11 @@ def dedgeai_layout(config: DedgeaiConfig) -> ObservationLayout:
     n = config.n_bs
     fields = [ObsField("input_mbit", 1, 5.0, "input size d of the task"),
               ObsField("work_gcycles", 1, 4.0, "total work c*q of the task"),
-              ObsField("queue_gcycles", n, 100.0, "Q_a(t): work queued at each ES at slot start")]
+              ObsField("queue_gcycles", n, 100.0, "Q_a(t): work queued at each ES at slot start", per_action=True)]
     if config.mode == "corrected":
-        fields.append(ObsField("placed_gcycles", n, 100.0, "Qbef_a(t): work placed this slot"))
+        fields.append(ObsField("placed_gcycles", n, 100.0, "Qbef_a(t): work placed this slot", per_action=True))
     if config.form == "shared":
-        fields.append(ObsField("bs_onehot", n, 1.0, "the BS the task arrived at"))
+        fields.append(ObsField("bs_onehot", n, 1.0, "the BS the task arrived at", per_action=True))
     return ObservationLayout("dedgeai", tuple(fields))
 
 

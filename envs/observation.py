@@ -20,6 +20,9 @@ class ObsField:
     size: int
     scale: float
     doc: str = ""
+    # One value per action, column a about action a (e.g. each server's queue when action a
+    # places the task on server a): what a per-action network scores every action from.
+    per_action: bool = False
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,11 @@ class ObservationLayout:
     def field(self, obs: np.ndarray, name: str) -> np.ndarray:
         """The columns of one named field of a batch of observations [B, dim]."""
         return obs[..., self.offsets()[name]]
+
+    def per_action_columns(self) -> list[list[int]]:
+        """For every per-action field, its columns in action order: [fields][actions]."""
+        return [list(range(where.start, where.stop)) for (name, _, where), f in zip(self._slices, self.fields)
+                if f.per_action]
 
     def scales(self) -> np.ndarray:
         return np.concatenate([np.full(f.size, f.scale, dtype=np.float32) for f in self.fields])

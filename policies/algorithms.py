@@ -45,7 +45,7 @@ from envs.config import ConfigError
 from envs.scenarios import load_scenario, make_core
 from policies.learners import DiffusionSACLearner
 from policies.reference_rules import demo_policy
-from policies.rllib_modules import AGENT, DEMO, NEXT_PRIOR, PRIOR, DiffusionSACModule
+from policies.rllib_modules import AGENT, DEFAULT_MODEL_CONFIG, DEMO, NEXT_PRIOR, PRIOR, DiffusionSACModule
 
 INPUT_ENV_SPACES = "__env__"
 INPUT_ENV_SINGLE_SPACES = "__env_single__"
@@ -739,6 +739,35 @@ def check_training_options(algo: str, config_class: type, training: dict) -> Non
                               f"options: {', '.join(sorted(known))}")
 
 
+# Model options a user may set (`model:` in the train config); the rest are set from the scenario.
+USER_MODEL_OPTIONS = tuple(k for k in DEFAULT_MODEL_CONFIG if k not in ("n_agents", "obs_scale", "per_action_columns"))
+NETWORKS = ("flat", "per-action")
+
+
+def checked_model(model: dict, layout, n_agents: int, n_actions: int) -> dict:
+    """The `model` overrides, checked; with network 'per-action', the layout's columns added."""
+    for key in model:
+        if key not in USER_MODEL_OPTIONS:
+            raise ConfigError(f"model.{key} is not a model option; options: {', '.join(USER_MODEL_OPTIONS)}")
+    network = model.get("network", "flat")
+    if network not in NETWORKS:
+        raise ConfigError(f"model.network must be one of {', '.join(NETWORKS)}, got {network!r}")
+    if network == "flat":
+        return dict(model)
+    columns = layout.per_action_columns()
+    if not columns:
+        raise ConfigError(f"model.network 'per-action' needs per-action observation fields; the "
+                          f"{layout.scenario} layout has none (it scores actions that are not one per field column)")
+    sizes = sorted({len(c) for c in columns})
+    if sizes != [n_actions]:
+        raise ConfigError(f"model.network 'per-action' needs one column per action in every per-action field; "
+                          f"the {layout.scenario} layout's fields have {sizes}, the scenario {n_actions} actions")
+    if n_agents != 1:
+        raise ConfigError("model.network 'per-action' shares one weight set: it needs the shared form "
+                          f"(this scenario has {n_agents} independent agents)")
+    return {**model, "per_action_columns": columns}
+
+
 def algorithm_config(algo: str, env_config: dict, *, num_envs: int = 10, num_env_runners: int = 0,
                      seed: int | None = None, training: dict | None = None, model: dict | None = None):
     """The AlgorithmConfig of `algo` on the scenario of `env_config` (scenario, overrides, seed)."""
@@ -765,7 +794,7 @@ def algorithm_config(algo: str, env_config: dict, *, num_envs: int = 10, num_env
             except NotImplementedError as e:
                 raise ConfigError(f"training.caused_share > 0 needs a scenario with hindsight credit: {e}") from e
         model_config = cfg.model_config_for(scen, core.layout.scales(), n_agents)
-        model_config.update(model or {})
+        model_config.update(checked_model(model or {}, core.layout, n_agents, core.encoding.n))
         return cfg.rl_module(rl_module_spec=RLModuleSpec(module_class=DiffusionSACModule,
                                                          model_config=model_config))
     if algo not in RLLIB_ALGOS:

@@ -27,7 +27,7 @@ import torch
 
 from envs.config import ConfigError
 from envs.scenarios import make_core, scenario_name
-from policies.diffusion import DiffusionActor, MLPActor, prior_latent
+from policies.diffusion import build_actor, prior_latent
 
 SPEC_FILE = "policy_spec.json"
 SPEC_VERSION = 1
@@ -153,14 +153,9 @@ class DiffusionPolicy:
         return probs.argmax(1).astype(np.int64)
 
 
-def build_actor(spec: dict) -> torch.nn.Module:
-    cfg = spec["model_config"]
-    dim = spec["observation_layout"]["dim"]
-    cls = DiffusionActor if cfg["actor"] == "diffusion" else MLPActor
-    return cls(dim, int(spec["n_actions"]), n_agents=int(spec["n_agents"]), hidden=cfg["hidden"],
-               steps=cfg["diffusion_steps"], beta_min=cfg["beta_min"], beta_max=cfg["beta_max"],
-               max_logit_scale=cfg["max_logit_scale"], learn_logit_scale=cfg["learn_logit_scale"],
-               **({"activation": cfg.get("activation", "silu")} if cls is DiffusionActor else {}))
+def actor_of(spec: dict) -> torch.nn.Module:
+    cfg = {**spec["model_config"], "n_agents": int(spec["n_agents"])}
+    return build_actor(cfg, spec["observation_layout"]["dim"], int(spec["n_actions"]))
 
 
 def resolve_folder(spec: str) -> Path:
@@ -192,7 +187,7 @@ def load_policy(spec: str, config: Any, sample: bool = False, seed: int | None =
     folder = resolve_folder(spec)
     meta = json.loads((folder / SPEC_FILE).read_text())
     check_spec(meta, config)
-    actor = build_actor(meta)
+    actor = actor_of(meta)
     state = torch.load(folder / "actor.pt", map_location="cpu", weights_only=True)
     actor.load_state_dict(state["actor"])
     store_path = folder / "lad_store.npy"

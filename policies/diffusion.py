@@ -14,9 +14,12 @@ entropy stays near 2.5 nats and the agent plateaus. Here tanh replaces the hard 
 most of it was clipped), and a learned logit scale (init 1.5, bounded to [1, `max_logit_scale`])
 lets the policy sharpen when the critic says so.
 
-Every layer is an `EnsembleLinear`: with `n_agents` = 1 it is a plain linear layer (one shared
-policy); with n_agents = E it holds E independent weight sets (the faithful multi-agent form:
-one independent agent per base station, no parameter sharing) evaluated in one batched matmul.
+`model.network = "per-action"` (ours) replaces the flat MLPs (denoiser, critics, plain actor) by
+networks that score every action with one set of weights from that action's own observation
+columns (`PerActionNet`). Otherwise every layer is an `EnsembleLinear`: with `n_agents` = 1 it
+is a plain linear layer (one shared policy); with n_agents = E it holds E independent weight
+sets (the faithful multi-agent form: one independent agent per base station, no parameter
+sharing) evaluated in one batched matmul.
 """
 from __future__ import annotations
 
@@ -89,6 +92,86 @@ class EnsembleMLP(nn.Module):
         return self.out(x, agent)
 
 
+class FlatDenoiser(EnsembleMLP):
+    """eps(x_i, i, s) = MLP([x_i, emb(i), s]): D2SAC's denoiser, one weight set per agent."""
+
+    def state_part(self, obs: torch.Tensor, agent: torch.Tensor | None) -> torch.Tensor:
+        first = self.hidden[0]       # its input: [x_i (A), emb(i) (T), s (d)]
+        return first.project(obs, agent, first.weight.shape[1] - obs.shape[-1], None, bias=True)
+
+    def eps(self, x: torch.Tensor, t_emb: torch.Tensor, s_part: torch.Tensor,
+            agent: torch.Tensor | None) -> torch.Tensor:
+        first, A, T = self.hidden[0], x.shape[-1], t_emb.shape[-1]
+        t = t_emb.expand(*x.shape[:-1], T)
+        h = self.act(first.project(x, agent, 0, A) + first.project(t, agent, A, A + T) + s_part)
+        for layer in islice(self.hidden, 1, None):   # (slicing a ModuleList builds a new one)
+            h = self.act(layer(h, agent))
+        return self.out(h, agent)
+
+
+class PerActionNet(nn.Module):
+    """One output per action, every action scored by the same weights from its own columns.
+
+    out[..., a] = MLP(W f_a(s) + b_a + C context(s)): f_a are the observation's per-action
+    columns of action a (`ObsField.per_action`: e.g. server a's queue and placed work), b_a a
+    learned per-action offset (what the columns do not say: server a's capacity, its link),
+    context(s) a small summary of the whole state (the task). A flat MLP must learn the same
+    function of a server's queue 20 times, once per output; this one learns it once, so a rule
+    like greedy (argmin over servers of a function of each server's own state) is easy to fit.
+    One weight set only (the shared form)."""
+
+    def __init__(self, obs_dim: int, columns: list[list[int]], hidden: int, context: int = 32,
+                 activation: type[nn.Module] = nn.ReLU):
+        super().__init__()
+        cols = torch.as_tensor(columns, dtype=torch.long).T          # [A, k]
+        if cols.dim() != 2 or cols.numel() == 0:
+            raise ValueError("a per-action network needs per-action observation columns")
+        self.register_buffer("cols", cols, persistent=False)
+        self.act = activation()
+        self.context = nn.Sequential(nn.Linear(obs_dim, hidden), activation(), nn.Linear(hidden, context),
+                                     activation())
+        self.own = nn.Linear(cols.shape[1], hidden)
+        self.action_offset = nn.Parameter(torch.zeros(cols.shape[0], hidden))
+        self.from_context = nn.Linear(context, hidden, bias=False)
+        self.hidden = nn.Linear(hidden, hidden)
+        self.out = nn.Linear(hidden, 1)
+
+    def state_part(self, obs: torch.Tensor, agent: torch.Tensor | None = None) -> torch.Tensor:
+        """The first layer's pre-activation [..., A, hidden]."""
+        return self.own(obs[..., self.cols]) + self.action_offset + self.from_context(self.context(obs)).unsqueeze(-2)
+
+    def head(self, pre: torch.Tensor) -> torch.Tensor:
+        return self.out(self.act(self.hidden(self.act(pre)))).squeeze(-1)
+
+    def forward(self, obs: torch.Tensor, agent: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.state_part(obs))
+
+
+class PerActionDenoiser(PerActionNet):
+    """eps(x_i, i, s)[a] from x_i[a], emb(i) and action a's part of the state."""
+
+    def __init__(self, obs_dim: int, columns: list[list[int]], hidden: int, t_dim: int,
+                 activation: type[nn.Module] = nn.SiLU):
+        super().__init__(obs_dim, columns, hidden, activation=activation)
+        self.from_x = nn.Parameter(torch.empty(hidden).uniform_(-1.0, 1.0))
+        self.from_t = nn.Linear(t_dim, hidden, bias=False)
+
+    def eps(self, x: torch.Tensor, t_emb: torch.Tensor, s_part: torch.Tensor,
+            agent: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(s_part + x.unsqueeze(-1) * self.from_x + self.from_t(t_emb))
+
+
+def action_scores(n_agents: int, obs_dim: int, hidden: int, n_actions: int,
+                  per_action_columns: list[list[int]] | None, activation: type[nn.Module] = nn.ReLU) -> nn.Module:
+    """s -> one score per action (Q values, logits): a flat MLP (one per agent), or a
+    `PerActionNet` when per-action columns are given."""
+    if per_action_columns is None:
+        return EnsembleMLP(n_agents, obs_dim, hidden, n_actions, activation=activation)
+    if n_agents != 1:
+        raise ValueError("a per-action network has one weight set: the shared form only")
+    return PerActionNet(obs_dim, per_action_columns, hidden, activation=activation)
+
+
 def vp_schedule(steps: int, beta_min: float = 0.1, beta_max: float = 10.0) -> torch.Tensor:
     """betas of the discretised VP SDE (the `vp_beta_schedule` of the D2SAC / Diffusion-QL code)."""
     t = torch.arange(1, steps + 1, dtype=torch.float64)
@@ -109,13 +192,18 @@ class DiffusionActor(nn.Module):
     def __init__(self, obs_dim: int, n_actions: int, *, n_agents: int = 1, hidden: int = 128,
                  steps: int = 5, beta_min: float = 0.1, beta_max: float = 10.0,
                  max_logit_scale: float = 10.0, learn_logit_scale: bool = True, t_dim: int = 16,
-                 activation: str = "silu"):
+                 activation: str = "silu", per_action_columns: list[list[int]] | None = None):
         super().__init__()
         self.n_actions, self.steps, self.t_dim = n_actions, steps, t_dim
         # D2SAC's denoiser uses Mish; SiLU is the same shape at a tenth of the CPU cost here
         # (1024 x 128: 0.2 vs 1.9 ms), which decides whether batch-1024 decisions fit in 10 ms.
         act = {"silu": nn.SiLU, "mish": nn.Mish, "relu": nn.ReLU}[activation]
-        self.eps_model = EnsembleMLP(n_agents, n_actions + t_dim + obs_dim, hidden, n_actions, activation=act)
+        if per_action_columns is None:
+            self.eps_model = FlatDenoiser(n_agents, n_actions + t_dim + obs_dim, hidden, n_actions, activation=act)
+        elif n_agents == 1:
+            self.eps_model = PerActionDenoiser(obs_dim, per_action_columns, hidden, t_dim, activation=act)
+        else:
+            raise ValueError("a per-action denoiser has one weight set: the shared form only")
         betas = vp_schedule(steps, beta_min, beta_max)
         alphas = 1.0 - betas
         abar = torch.cumprod(alphas, 0)
@@ -138,16 +226,11 @@ class DiffusionActor(nn.Module):
     def forward(self, obs: torch.Tensor, x: torch.Tensor, agent: torch.Tensor | None = None,
                 noise: bool = True) -> torch.Tensor:
         """obs [B, d] (or [E, m, d]); x = x_I, same leading shape with A columns; -> logits."""
-        net, A, T = self.eps_model, self.n_actions, self.t_dim
-        first = net.hidden[0]
-        # eps(x_i, i, s): the first layer's state part is the same at every step; compute it once.
-        s_part = first.project(obs, agent, A + T, None, bias=True)
+        net = self.eps_model
+        # eps(x_i, i, s): the state's part of the first layer is the same at every step; once.
+        s_part = net.state_part(obs, agent)
         for i in reversed(range(self.steps)):
-            t = self.t_emb[i].expand(*x.shape[:-1], T)
-            h = net.act(first.project(x, agent, 0, A) + first.project(t, agent, A, A + T) + s_part)
-            for layer in islice(net.hidden, 1, None):   # (slicing a ModuleList builds a new one)
-                h = net.act(layer(h, agent))
-            eps = net.out(h, agent)
+            eps = net.eps(x, self.t_emb[i], s_part, agent)
             # Predicted x_0, squashed to [-1, 1] (D2SAC clips; tanh keeps the gradient alive).
             x0 = torch.tanh(self.recip_sqrt_abar[i] * x - self.recipm1_sqrt_abar[i] * eps)
             x = self.post_c0[i] * x0 + self.post_ct[i] * x       # posterior mean (= x0 at i = 0)
@@ -168,13 +251,32 @@ class DiffusionActor(nn.Module):
 class MLPActor(nn.Module):
     """The plain SAC actor (logits = MLP(s)), same interface as DiffusionActor (x is ignored)."""
 
-    def __init__(self, obs_dim: int, n_actions: int, *, n_agents: int = 1, hidden: int = 128, **_):
+    def __init__(self, obs_dim: int, n_actions: int, *, n_agents: int = 1, hidden: int = 128,
+                 per_action_columns: list[list[int]] | None = None, **_):
         super().__init__()
-        self.net = EnsembleMLP(n_agents, obs_dim, hidden, n_actions, activation=nn.ReLU)
+        self.net = action_scores(n_agents, obs_dim, hidden, n_actions, per_action_columns)
         self.steps = 0
 
     def forward(self, obs, x=None, agent=None, noise: bool = True) -> torch.Tensor:
         return self.net(obs, agent)
+
+
+def per_action_columns(cfg: dict) -> list[list[int]] | None:
+    """The observation columns a per-action network reads, or None for flat networks."""
+    if cfg.get("network", "flat") == "flat":
+        return None
+    if not cfg.get("per_action_columns"):
+        raise ValueError("model.network 'per-action' needs the layout's per_action_columns")
+    return cfg["per_action_columns"]
+
+
+def build_actor(cfg: dict, obs_dim: int, n_actions: int) -> nn.Module:
+    """The actor of a model config (the RLModule's, and an artifact's loaded without Ray)."""
+    cls = DiffusionActor if cfg["actor"] == "diffusion" else MLPActor
+    return cls(obs_dim, n_actions, n_agents=int(cfg["n_agents"]), hidden=cfg["hidden"],
+               steps=cfg["diffusion_steps"], beta_min=cfg["beta_min"], beta_max=cfg["beta_max"],
+               max_logit_scale=cfg["max_logit_scale"], learn_logit_scale=cfg["learn_logit_scale"],
+               activation=cfg.get("activation", "silu"), per_action_columns=per_action_columns(cfg))
 
 
 def policy_probs(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

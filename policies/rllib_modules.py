@@ -2,6 +2,8 @@
 
 One `TorchRLModule` holds the actor (a `DiffusionActor`, or an `MLPActor` for `actor="mlp"`),
 twin Q networks Q(s) -> R^|A| with target copies, and the entropy temperature log(alpha).
+Each network is a flat MLP, or with `network="per-action"` scores every action with one set of
+weights from the observation's columns about it (`policies/diffusion.py`, `PerActionNet`).
 With `n_agents` > 1 every network is an ensemble of independent per-agent weights (the faithful
 dedgeai form: one agent per base station, nothing shared); the batch then carries an `agent`
 column. LAD's chain starts from a `prior` column (the historical action probability of the
@@ -22,7 +24,7 @@ from torch import nn
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.torch import TorchRLModule
 
-from policies.diffusion import DiffusionActor, EnsembleMLP, MLPActor, prior_latent
+from policies.diffusion import action_scores, build_actor, per_action_columns, prior_latent
 
 AGENT = "agent"            # [B] int: which agent acts (0 in the shared form)
 PRIOR = "prior"            # [B, A] LAD: historical action probability of the context of obs
@@ -36,6 +38,8 @@ DEFAULT_MODEL_CONFIG: dict[str, Any] = {
     "hidden": 128,
     "activation": "silu",       # of the denoiser: silu | mish (D2SAC's) | relu
     "critic_hidden": 128,
+    "network": "flat",          # flat: MLP s -> R^A | per-action: every action scored by shared weights
+    "per_action_columns": None, # per-action: the layout's `per_action_columns()` (set by the config)
     "diffusion_steps": 5,
     "beta_min": 0.1,
     "beta_max": 10.0,
@@ -63,13 +67,10 @@ class DiffusionSACModule(TorchRLModule):
         if scale.shape != (obs_dim,):
             raise ValueError(f"obs_scale has {scale.shape[0]} values, the observation has {obs_dim}")
         self.register_buffer("obs_scale", torch.as_tensor(scale), persistent=True)
-        actor_cls = DiffusionActor if cfg["actor"] == "diffusion" else MLPActor
-        self.actor = actor_cls(obs_dim, n_actions, n_agents=self.n_agents, hidden=cfg["hidden"],
-                               steps=cfg["diffusion_steps"], beta_min=cfg["beta_min"],
-                               beta_max=cfg["beta_max"], max_logit_scale=cfg["max_logit_scale"],
-                               learn_logit_scale=cfg["learn_logit_scale"], activation=cfg["activation"])
-        self.qf = EnsembleMLP(self.n_agents, obs_dim, cfg["critic_hidden"], n_actions, activation=nn.ReLU)
-        self.qf_twin = EnsembleMLP(self.n_agents, obs_dim, cfg["critic_hidden"], n_actions, activation=nn.ReLU)
+        self.actor = build_actor(cfg, obs_dim, n_actions)
+        columns = per_action_columns(cfg)
+        self.qf = action_scores(self.n_agents, obs_dim, cfg["critic_hidden"], n_actions, columns)
+        self.qf_twin = action_scores(self.n_agents, obs_dim, cfg["critic_hidden"], n_actions, columns)
         self.qf_target = copy.deepcopy(self.qf).requires_grad_(False)
         self.qf_twin_target = copy.deepcopy(self.qf_twin).requires_grad_(False)
         self.log_alpha = nn.Parameter(torch.full((self.n_agents,), float(np.log(cfg["initial_alpha"]))))

@@ -111,7 +111,7 @@ def _small_scenario(*extra):
     return load_scenario("dedgeai", ["n_bs=4", "slots=3", "max_tasks=5", *extra])
 
 
-def _module_for(config, algo_start="prior", n_agents=1):
+def _module_for(config, algo_start="prior", n_agents=1, **model):
     import gymnasium as gym
     from envs.scenarios import make_core
     from policies.rllib_modules import DiffusionSACModule
@@ -121,7 +121,7 @@ def _module_for(config, algo_start="prior", n_agents=1):
         observation_space=gym.spaces.Box(-np.inf, np.inf, (core.layout.dim,), np.float32),
         action_space=gym.spaces.Discrete(core.encoding.n),
         model_config={"start": algo_start, "n_agents": n_agents, "hidden": 16, "critic_hidden": 16,
-                      "obs_scale": [float(s) for s in core.layout.scales()]}), core
+                      "obs_scale": [float(s) for s in core.layout.scales()], **model}), core
 
 
 def test_artifact_loads_without_ray_and_refuses_a_mismatch(tmp_path):
@@ -160,6 +160,74 @@ def test_multi_agent_artifact_needs_the_acting_agent(tmp_path):
     with pytest.raises(ValueError, match="which agent acts"):
         policy.decide(core.observe())
     assert policy.decide(core.observe(), core.network_state()).shape == (1,)
+
+
+@pytest.mark.parametrize("actor", ["diffusion", "mlp"])
+def test_per_action_artifact_acts_as_the_module(tmp_path, actor):
+    from policies.artifact import load_policy, write_artifact
+
+    from envs.scenarios import make_core
+
+    config = _small_scenario("mode=corrected")
+    module, core = _module_for(config, "noise", actor=actor, network="per-action",
+                               per_action_columns=make_core(config, 1, 0).layout.per_action_columns())
+    assert type(module.qf).__name__ == "PerActionNet"
+    write_artifact(tmp_path / "p", module=module, config=config, algorithm="d2sac", training_config={})
+    policy = load_policy(str(tmp_path / "p"), config)
+    import ray.rllib.core.columns as cols
+    obs = np.concatenate([core.observe() for _ in range(8)]) * np.linspace(0.5, 3.0, 8, dtype=np.float32)[:, None]
+    with torch.no_grad():
+        out = module.forward_inference({cols.Columns.OBS: torch.as_tensor(obs)})[cols.Columns.ACTION_DIST_INPUTS]
+    assert np.array_equal(policy.decide(obs), out.argmax(-1).numpy())
+
+
+def test_per_action_network_scores_every_action_with_one_function():
+    """Two servers in the same state, with the same learned offset, get the same score (Q value,
+    or denoiser output); a flat MLP gives each output its own weights."""
+    from policies.diffusion import PerActionDenoiser, PerActionNet
+
+    torch.manual_seed(0)
+    columns = [[2, 3, 4, 5], [6, 7, 8, 9]]        # two per-action fields over 4 actions; 0-1 global
+    obs = torch.rand(5, 10)
+    obs[:, [3, 7]] = obs[:, [5, 9]]               # actions 1 and 3: identical own columns
+    net = PerActionNet(10, columns, hidden=16)
+    with torch.no_grad():
+        net.action_offset.normal_()
+        net.action_offset[3] = net.action_offset[1]
+    q = net(obs)
+    assert q.shape == (5, 4)
+    assert torch.allclose(q[:, 1], q[:, 3]) and not torch.allclose(q[:, 0], q[:, 2])
+    denoiser = PerActionDenoiser(10, columns, hidden=16, t_dim=4)
+    with torch.no_grad():
+        denoiser.action_offset.normal_()
+        denoiser.action_offset[3] = denoiser.action_offset[1]
+    x = torch.randn(5, 4)
+    x[:, 3] = x[:, 1]
+    eps = denoiser.eps(x, torch.randn(4), denoiser.state_part(obs))
+    assert torch.allclose(eps[:, 1], eps[:, 3]) and not torch.allclose(eps[:, 0], eps[:, 2])
+
+
+def test_model_options_are_checked_before_anything_runs():
+    from envs.config import ConfigError
+    from policies.algorithms import algorithm_config
+
+    cases = [
+        ("dedgeai-corrected", ["form=shared"], {"network": "graph"}, r"model.network must be one of flat, per-action"),
+        ("dedgeai-corrected", ["form=shared"], {"hiden": 8}, r"model.hiden is not a model option"),
+        ("dedgeai", ["form=multi-agent"], {"network": "per-action"}, r"needs the shared form \(this scenario has 20"),
+        ("collab-exit", [], {"network": "per-action"}, r"the collab-exit layout has none"),
+    ]
+    for scenario, overrides, model, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            algorithm_config("sac-mlp", {"scenario": scenario, "overrides": overrides}, num_envs=1, model=model)
+    from envs.observation import ObservationLayout, ObsField
+    from policies.algorithms import checked_model
+    three_servers = ObservationLayout("toy", (ObsField("queue", 3, 1.0, per_action=True),))
+    with pytest.raises(ConfigError, match=r"fields have \[3\], the scenario 4 actions"):
+        checked_model({"network": "per-action"}, three_servers, n_agents=1, n_actions=4)
+    cfg = algorithm_config("d2sac", {"scenario": "dedgeai-corrected", "overrides": ["form=shared"]}, num_envs=1,
+                           model={"network": "per-action"})
+    assert cfg.rl_module_spec.model_config["per_action_columns"][0] == list(range(2, 22))
 
 
 def test_bench_policy_reports_the_cli_keys():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -53,6 +54,24 @@ def test_train_registers_a_champion_that_evaluate_loads(ray_session):
     config = load_scenario("dedgeai", TINY)
     for spec in (result["policy"], result["checkpoint"], result["model_uri"]):
         out = evaluate(config, spec, episodes=2, seed=1)
+        assert out["episodes"] == 2 and np.isfinite(out["mean_delay_s"])
+
+
+@pytest.mark.slow
+def test_per_action_networks_train_and_their_artifact_loads(ray_session):
+    from envs.scenarios import load_scenario
+    from policies.evaluation import evaluate
+    from policies.training import train
+
+    overrides = [*TINY, "mode=corrected", "form=shared"]
+    result = train(_cfg(algo="d2sac", scenario_overrides=overrides, register_policy=False,
+                        model={"network": "per-action", "hidden": 16, "critic_hidden": 16}), progress=lambda m: None)
+    spec = json.loads((Path(result["policy"]) / "policy_spec.json").read_text())
+    assert spec["model_config"]["network"] == "per-action"
+    assert len(spec["model_config"]["per_action_columns"]) == 3      # queue, placed, arrival BS
+    config = load_scenario("dedgeai", overrides)
+    for policy in (result["policy"], result["checkpoint"]):
+        out = evaluate(config, policy, episodes=2, seed=1)
         assert out["episodes"] == 2 and np.isfinite(out["mean_delay_s"])
 
 
