@@ -49,6 +49,9 @@ SHARED = ["form=shared"]                  # one policy, BS identity observed
 FAITHFUL_TRAINING = {"minibatch_per_agent": 32, "decisions_per_update": 512}
 FAITHFUL_MODEL = {"hidden": 64, "critic_hidden": 64}
 FAITHFUL_ENVS = 20
+# Every action scored by one shared network from its server's own columns (model.network); the
+# hidden layers then run once per action, so a quarter of the width (~2x a flat step's cost).
+PER_ACTION_MODEL = {"network": "per-action", "hidden": 32, "critic_hidden": 32}
 # The best size-split rule in corrected mode (benchmarks/results/agents/reference_rules.md).
 DEMO_RULE = "size-split:1.75:0.9"
 
@@ -162,6 +165,17 @@ def jobs(seeds: list[int]) -> list[dict]:
                                   **rates}
         return job
 
+    def per_action(job):
+        # Greedy and the size-split rule take an argmin over servers of a function of each
+        # server's own state; a flat actor clones greedy at 12x greedy's delay (argmax), a
+        # per-action one at 1.0x (benchmarks/results/agents/clone_capacity.md).
+        job = dict(job, cfg=dict(job["cfg"]))
+        job["name"] = job["name"].replace(f"-s{job['cfg']['seed']}", f"-peraction-s{job['cfg']['seed']}")
+        label = job.get("label", job["cfg"]["algo"])
+        job["label"] = label.replace(" (", " (per-action networks, ", 1) if "(" in label else f"{label} (per-action networks)"
+        job["cfg"]["model"] = dict(PER_ACTION_MODEL)
+        return job
+
     def collab(algo, seed):
         return {"group": "collab-exit/urban", "name": f"collab-{algo}-s{seed}",
                 "cfg": dict(scenario="collab-exit/urban", algo=algo, seed=seed)}
@@ -213,6 +227,14 @@ def jobs(seeds: list[int]) -> list[dict]:
     out += [corrected_demo("sac-mlp", s, pretrain=10_000, kept=0.25, cql=20.0, alpha_lr=1e-5) for s in first]
     out += [corrected_demo("d2sac", s, pretrain=10_000, kept=0.25, cql=20.0) for s in rest]
     out += [corrected_demo("sac-mlp", s, 0.99, pretrain=10_000) for s in first]
+    out += [per_action(corrected(a, s)) for s in first for a in ("sac-mlp", "d2sac")]
+    out += [per_action(corrected_demo(a, s, pretrain=10_000, kept=0.25, cql=20.0)) for s in first for a in ("sac-mlp", "d2sac")]
+    # gamma 0.5 is near-myopic, and greedy is the myopic optimum: a long horizon can value the split.
+    out += [per_action(corrected_demo("sac-mlp", s, 0.99, pretrain=10_000, kept=0.25, cql=20.0)) for s in first]
+    out += [per_action(corrected_long_horizon(s, 0.99, 0.1)) for s in first]
+    out += [per_action(corrected_demo("sac-mlp", s, pretrain=10_000)) for s in first]   # without kept/CQL
+    out += [per_action(corrected_demo(a, s, pretrain=10_000, kept=0.25, cql=20.0)) for s in rest for a in ("sac-mlp", "d2sac")]
+    out += [per_action(corrected(a, s)) for s in rest for a in ("sac-mlp", "d2sac")]
     # ~3 hours each on one core (see the README's Cost): the last seeds of the faithful form.
     out += [tuned_sac(faithful_rllib("sac", s), s) for s in rest] + [faithful_rllib("dqn", s) for s in rest]
     return out
