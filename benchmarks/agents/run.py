@@ -40,6 +40,7 @@ from policies.reference_rules import CapacityProportional  # noqa: E402
 OUT = ROOT / "benchmarks" / "results" / "agents"
 RUNS = OUT / "runs"
 FAITHFUL = ["form=multi-agent"]          # 20 independent agents, one per BS (the paper's setting)
+FAITHFUL_GROUP = "dedgeai faithful (20 agents)"
 SHARED = ["form=shared"]                  # one policy, BS identity observed
 
 # The 20-agent ensemble: per-agent networks of 64 units (the public code's per-BS networks are
@@ -59,7 +60,7 @@ DEMO_RULE = "size-split:1.75:0.9"
 def jobs(seeds: list[int]) -> list[dict]:
     """Jobs in priority order: what the issue must show first, extra seeds last."""
     def faithful(algo, seed):
-        return {"group": "dedgeai faithful (20 agents)", "name": f"faithful-{algo}-s{seed}",
+        return {"group": FAITHFUL_GROUP, "name": f"faithful-{algo}-s{seed}",
                 "cfg": dict(scenario="dedgeai", scenario_overrides=FAITHFUL, algo=algo, seed=seed,
                             training=dict(FAITHFUL_TRAINING), model=dict(FAITHFUL_MODEL),
                             num_envs=FAITHFUL_ENVS)}
@@ -70,7 +71,7 @@ def jobs(seeds: list[int]) -> list[dict]:
 
     def faithful_rllib(algo, seed):
         # RLlib's stock algorithm with one independent policy per BS on the turn-based env.
-        return {"group": "dedgeai faithful (20 agents)", "name": f"faithful-rllib-{algo}-s{seed}",
+        return {"group": FAITHFUL_GROUP, "name": f"faithful-rllib-{algo}-s{seed}",
                 "label": f"{algo} (RLlib, 20 policies)",
                 "cfg": dict(scenario="dedgeai", scenario_overrides=FAITHFUL, algo=algo, seed=seed)}
 
@@ -233,6 +234,12 @@ def jobs(seeds: list[int]) -> list[dict]:
     out += [per_action(corrected_demo("sac-mlp", s, 0.99, pretrain=10_000, kept=0.25, cql=20.0)) for s in first]
     out += [per_action(corrected_long_horizon(s, 0.99, 0.1)) for s in first]
     out += [per_action(corrected_demo("sac-mlp", s, pretrain=10_000)) for s in first]   # without kept/CQL
+    # From scratch with hindsight credit: the flat networks could not even clone greedy, so the
+    # credit runs above could not show whether charging the waits a placement causes points an
+    # agent at the split. With share 1.0 a decision's reward is its own delay plus the waits it
+    # causes within the horizon: the marginal cost of the placement to the metric.
+    out += [per_action(corrected_caused("sac-mlp", s, share, h)) for s in first for share, h in ((1.0, 2), (1.0, 6), (0.5, 2))]
+    out += [per_action(corrected(a, s)) for s in first for a in ("lad",)]
     out += [per_action(corrected_demo(a, s, pretrain=10_000, kept=0.25, cql=20.0)) for s in rest for a in ("sac-mlp", "d2sac")]
     out += [per_action(corrected(a, s)) for s in rest for a in ("sac-mlp", "d2sac")]
     # ~3 hours each on one core (see the README's Cost): the last seeds of the faithful form.
@@ -485,6 +492,8 @@ def summarise() -> None:
     (OUT / "results.md").write_text("\n".join(lines) + "\n")
     _plot(groups, cache)
     _plot_paired_ratios({g: algos for g, algos in groups.items() if "collab" not in g})
+    if FAITHFUL_GROUP in groups:
+        _plot_paper_agents(groups[FAITHFUL_GROUP], cache.get(FAITHFUL_GROUP, {}))
 
 
 def _panels(n: int, height: float = 4.0):
@@ -506,7 +515,7 @@ def _panels(n: int, height: float = 4.0):
 def _plot(groups: dict, cache: dict) -> None:
     import matplotlib.pyplot as plt
 
-    fig, axes = _panels(len(groups))
+    fig, axes = _panels(len(groups), height=6.5)
     for ax, (group, algos) in zip(axes, groups.items()):
         delay = "collab" not in group
         key = "mean_delay_s" if delay else "mean_reward"
@@ -535,9 +544,61 @@ def _plot(groups: dict, cache: dict) -> None:
         ax.set_title(group)
         ax.set_xlabel("training episode")
         ax.set_ylabel("mean per-task delay (s)" if delay else "mean reward per decision")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16))
     fig.tight_layout()
     fig.savefig(OUT / "learning_curves.png", dpi=110)
+    plt.close(fig)
+
+
+# The agents of the paper's ordering (LAD < D2SAC < SAC, DQN) as the faithful table labels them,
+# and our SAC with an MLP actor (same learner and schedule as LAD/D2SAC): the like-for-like SAC.
+PAPER_AGENTS = {"lad": ("LAD (ours)", "tab:blue"), "d2sac": ("D2SAC (ours)", "tab:green"),
+                "sac (target entropy 0.65 log 20) (RLlib, 20 policies)": ("SAC (RLlib)", "tab:red"),
+                "dqn (RLlib, 20 policies)": ("DQN (RLlib)", "tab:orange"),
+                "sac-mlp": ("SAC, MLP actor (ours)", "tab:purple")}
+
+
+def _plot_paper_agents(algos: dict, ref: dict, block: int = 10) -> None:
+    """The issue's figure: the paper's agents in the faithful form, with greedy and random as
+    reference lines; beside it the same runs per 10 episodes against greedy on their own
+    episodes (episode load, which dominates the left panel, cancels out there)."""
+    import matplotlib.pyplot as plt
+
+    fig, (curves, ratios) = _panels(2, height=4.6)
+    for label, (name, colour) in PAPER_AGENTS.items():
+        rs = algos.get(label, [])
+        if not rs:
+            continue
+        seeds = f"{len(rs)} seed{'s' if len(rs) > 1 else ''}"
+        style = dict(ls="--", color=colour) if label == "sac-mlp" else dict(color=colour)
+        delays = np.array([[e["mean_delay_s"] for e in r["episodes_log"][:60]] for r in rs])
+        x = np.arange(1, delays.shape[1] + 1)
+        curves.plot(x, delays.mean(0), lw=1.2, label=f"{name}, {seeds}", **style)
+        paired = [r for r in rs if r.get("greedy_same_episodes")]
+        if paired:
+            blocks = np.array([[run / greedy for _, run, greedy in
+                                per_block_delays(r["episodes_log"][:60], r["greedy_same_episodes"], block)]
+                               for r in paired])
+            bx = np.arange(block, 61, block)
+            ratios.plot(bx, blocks.mean(0), marker="o", ms=3, label=f"{name}, {seeds}", **style)
+            if len(paired) > 1:
+                ratios.fill_between(bx, blocks.min(0), blocks.max(0), alpha=0.12, color=colour)
+    for name, style in (("greedy", dict(ls="--", c="k")), ("random", dict(ls=":", c="gray"))):
+        value = ref.get(name, {}).get("mean_delay_s")
+        if value is not None:
+            curves.axhline(value, lw=0.9, label=f"{name} (full knowledge) {value:.2f} s" if name == "greedy"
+                           else f"{name} {value:.2f} s", **style)
+    curves.set_title("dedgeai faithful (20 agents): mean delay per training episode")
+    curves.set_xlabel("training episode")
+    curves.set_ylabel("mean per-task delay (s), mean over seeds")
+    curves.legend(fontsize=7, loc="upper right")
+    ratios.axhline(1.0, c="k", ls="--", lw=0.9, label="greedy, same episodes")
+    ratios.set_title("the same runs against greedy on their own episodes")
+    ratios.set_xlabel(f"training episodes (blocks of {block}, plotted at their last)")
+    ratios.set_ylabel("mean delay / greedy's (band: min-max over seeds)")
+    ratios.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(OUT / "paper_agents_faithful.png", dpi=110)
     plt.close(fig)
 
 
