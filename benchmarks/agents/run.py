@@ -240,6 +240,10 @@ def jobs(seeds: list[int]) -> list[dict]:
     # causes within the horizon: the marginal cost of the placement to the metric.
     out += [per_action(corrected_caused("sac-mlp", s, share, h)) for s in first for share, h in ((1.0, 2), (1.0, 6), (0.5, 2))]
     out += [per_action(corrected(a, s)) for s in first for a in ("lad",)]
+    # All of the wait charged within 2 slots went below greedy from scratch on seed 0: all seeds,
+    # and the diffusion actors.
+    out += [per_action(corrected_caused("sac-mlp", s, 1.0, 2)) for s in rest]
+    out += [per_action(corrected_caused(a, s, 1.0, 2)) for s in seeds for a in ("lad", "d2sac")]
     out += [per_action(corrected_demo(a, s, pretrain=10_000, kept=0.25, cql=20.0)) for s in rest for a in ("sac-mlp", "d2sac")]
     out += [per_action(corrected(a, s)) for s in rest for a in ("sac-mlp", "d2sac")]
     # ~3 hours each on one core (see the README's Cost): the last seeds of the faithful form.
