@@ -1,4 +1,5 @@
-"""Shared fixtures: a temporary run-state home for every test, and a small ExitProfile fixture."""
+"""Shared fixtures: a temporary run-state home for every test, a small ExitProfile fixture, and
+the benchmark scripts (not a package) imported by path."""
 from __future__ import annotations
 
 import os
@@ -26,3 +27,17 @@ def isolated_home(tmp_path_factory, monkeypatch):
 @pytest.fixture
 def profile_override() -> list[str]:
     return [f"profile={FIXTURE_PROFILE}"]
+
+
+@pytest.fixture
+def benchmark_script():
+    """Import a script of benchmarks/agents/ by name."""
+    import importlib.util
+
+    def load(name: str):
+        path = Path(__file__).resolve().parents[1] / "benchmarks" / "agents" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    return load

@@ -68,23 +68,11 @@ def test_bad_names_are_refused_with_the_choices():
         make_heuristic("greedy", ENCODING).decide(np.zeros((1, 1)))
 
 
-def _benchmark_module(name: str):
-    """A script of benchmarks/agents/ (not a package) imported by path."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "agents" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_collab_reward_bound_is_above_every_heuristic():
+def test_collab_reward_bound_is_above_every_heuristic(benchmark_script):
     from envs.scenarios import load_scenario
     from policies.evaluation import evaluate
 
-    module = _benchmark_module("collab_bound")
+    module = benchmark_script("collab_bound")
     config = load_scenario("collab-exit/urban", ["slots=20"])
     bound = module.task_bound(config, episodes=3, seed=5)
     for name in ("greedy", "random", "local"):
@@ -108,12 +96,12 @@ def test_size_split_small_work_matches_the_simulated_tasks(preset):
         assert simulated == pytest.approx(small_work_per_slot(config, theta), rel=0.03)
 
 
-def test_reference_rules_on_the_same_overloaded_episodes():
+def test_reference_rules_on_the_same_overloaded_episodes(benchmark_script):
     from envs.scenarios import load_scenario
 
     from policies.reference_rules import CapacityProportional, SizeSplit
 
-    rules = _benchmark_module("reference_rules")
+    rules = benchmark_script("reference_rules")
     config = load_scenario("dedgeai-corrected", ["slots=20"])
     rule = SizeSplit(config, theta=1.5)
     assert 0 < rule.small_pool.sum() < config.n_bs
