@@ -132,14 +132,18 @@ def jobs(seeds: list[int]) -> list[dict]:
         job["cfg"]["training"] = {"gamma": gamma, "lambda_": 0.95, "lr": 1e-3, "vf_clip_param": 1e6}
         return job
 
+    def variant(job, tag):
+        # A copy of a job whose name carries `tag` before its seed: "<name>-<tag>-s<seed>".
+        suffix = f"-s{job['cfg']['seed']}"
+        assert job["name"].endswith(suffix), job["name"]
+        return dict(job, cfg=dict(job["cfg"]), name=f"{job['name'][:-len(suffix)]}-{tag}{suffix}")
+
     def caused(job, share, horizon):
         # Hindsight credit: a share of every wait charged to the decision that caused it (the same
         # total per episode, envs/dedgeai.py `caused_wait`), so even a near-myopic agent sees what
         # greedy's placement does to the tasks behind it `horizon` slots on.
-        algo, seed = job["cfg"]["algo"], job["cfg"]["seed"]
-        job = dict(job, cfg=dict(job["cfg"]))
-        job["name"] = job["name"].replace(f"-s{seed}", f"-caused{share}-h{horizon}-s{seed}")
-        job["label"] = f"{algo} (caused-wait share {share}, {horizon} slots)"
+        job = variant(job, f"caused{share}-h{horizon}")
+        job["label"] = f"{job['cfg']['algo']} (caused-wait share {share}, {horizon} slots)"
         job["cfg"]["training"] = {"caused_share": share, "caused_horizon": horizon}
         return job
 
@@ -174,8 +178,7 @@ def jobs(seeds: list[int]) -> list[dict]:
         # Greedy and the size-split rule take an argmin over servers of a function of each
         # server's own state; a flat actor clones greedy at 12x greedy's delay (argmax), a
         # per-action one at 1.0x (benchmarks/results/agents/clone_capacity.md).
-        job = dict(job, cfg=dict(job["cfg"]))
-        job["name"] = job["name"].replace(f"-s{job['cfg']['seed']}", f"-peraction-s{job['cfg']['seed']}")
+        job = variant(job, "peraction")
         label = job.get("label", job["cfg"]["algo"])
         job["label"] = label.replace(" (", " (per-action networks, ", 1) if "(" in label else f"{label} (per-action networks)"
         job["cfg"]["model"] = dict(PER_ACTION_MODEL)
