@@ -59,16 +59,20 @@ def main() -> int:
 
 def trained_rows(scenario: str, episodes: int) -> list[dict]:
     """A short LAD run on the same scenario, evaluated like the heuristics (sampling from pi)."""
+    from cluster.connect import connect
+    from cluster.output import TrainingProgressBar
+    from policies.tracking import MlflowTrainingRecorder
     from policies.training import TrainConfig, train
 
     config = TrainConfig(scenario=scenario, algo="lad", episodes=DEMO_TRAIN_EPISODES, run_name="demo-lad")
     progress(f"[demo] training LAD on {scenario} for {DEMO_TRAIN_EPISODES} episodes "
              "(a short run: the full 60-episode benchmark is benchmarks/agents/run.py) ...")
     started = time.monotonic()
-    trained = train(config, progress=progress)
-    import ray  # train() started a local Ray; the evaluation below does not need it
-
-    ray.shutdown()
+    ray = connect()
+    try:
+        trained = train(config, callbacks=[TrainingProgressBar(), MlflowTrainingRecorder()])
+    finally:
+        ray.shutdown()      # the evaluation below does not need Ray
     result = evaluate(load_scenario(scenario), f"{trained['policy']}#sample", episodes=episodes)
     result["policy"] = f"lad ({DEMO_TRAIN_EPISODES} ep.)"
     result["wall_s"] = time.monotonic() - started

@@ -1,4 +1,4 @@
-"""`aigc-edge bench env|policy|generator|router`: measure, print ratios against an in-process baseline."""
+"""`aigc-edge bench env|policy|generator`: measure, print ratios against an in-process baseline."""
 from __future__ import annotations
 
 import argparse
@@ -11,7 +11,6 @@ TARGETS = {
     "env": ("envs.bench", "bench_env"),
     "policy": ("policies.bench", "bench_policy"),
     "generator": ("serving.bench", "bench_generator"),
-    "router": ("serving.bench", "bench_router"),
 }
 
 

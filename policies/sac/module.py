@@ -10,12 +10,11 @@ column. LAD's chain starts from a `prior` column (the historical action probabil
 decision context); D2SAC's from N(0, I) (from 0 when acting greedily).
 
 Training batches for n_agents > 1 are grouped: E blocks of m rows, block e all of agent e. The
-learner's loss lives in `policies/learners.py`; the sampling schedule in `policies/algorithms.py`.
+learner's loss lives in `policies/sac/learner.py`; the sampling schedule in `policies/sac/algorithm.py`.
 """
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 import numpy as np
 import torch
@@ -24,41 +23,24 @@ from torch import nn
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.torch import TorchRLModule
 
-from policies.diffusion import action_scores, build_actor, per_action_columns, prior_latent
+from policies.diffusion import acting_logits, action_scores, build_actor, chain_start, per_action_columns, scaled_features
+from policies.options import ModelOptions, module_config
 
 AGENT = "agent"            # [B] int: which agent acts (0 in the shared form)
 PRIOR = "prior"            # [B, A] LAD: historical action probability of the context of obs
 NEXT_PRIOR = "next_prior"  # [B, A] the same for next_obs
-DEMO = "demo"              # [B] 1.0 where a demonstrator took the action (training.demo_policy)
+BY_SOURCE = "by_source"    # [B] 1.0 where an action source (e.g. a demonstrator), not the actor, chose
 
-DEFAULT_MODEL_CONFIG: dict[str, Any] = {
-    "actor": "diffusion",       # diffusion | mlp
-    "start": "noise",           # noise (D2SAC) | prior (LAD)
-    "n_agents": 1,
-    "hidden": 128,
-    "activation": "silu",       # of the denoiser: silu | mish (D2SAC's) | relu
-    "critic_hidden": 128,
-    "network": "flat",          # flat: MLP s -> R^A | per-action: every action scored by shared weights
-    "per_action_columns": None, # per-action: the layout's `per_action_columns()` (set by the config)
-    "diffusion_steps": 5,
-    "beta_min": 0.1,
-    "beta_max": 10.0,
-    "max_logit_scale": 10.0,
-    "learn_logit_scale": True,
-    "prior_map": "raw",         # LAD: x_I = p (LAD-TS) | centered: prior_scale * (A p - 1) / (A - 1)
-    "prior_scale": 1.0,
-    "lad_keying": "faithful",   # faithful: (slot, BS, position) | no-slot: (BS, position), ours
-    "obs_scale": None,          # per-column divisor (the layout's `scales()`), None = 1
-    "obs_log1p": True,          # then log(1 + x): queues grow without bound under overload
-    "initial_alpha": 0.05,
-}
+# What the module assumes for anything its model_config leaves out.
+DEFAULT_MODULE_CONFIG = module_config(ModelOptions(), actor="diffusion", start="noise", n_agents=1,
+                                      obs_scale=None, per_action_columns=None)
 
 
 class DiffusionSACModule(TorchRLModule):
     """Actor + twin critics (+ targets) + temperature of discrete soft actor-critic."""
 
     def setup(self):
-        cfg = {**DEFAULT_MODEL_CONFIG, **(self.model_config or {})}
+        cfg = {**DEFAULT_MODULE_CONFIG, **(self.model_config or {})}
         self.cfg = cfg
         obs_dim = int(np.prod(self.observation_space.shape))
         n_actions = int(self.action_space.n)
@@ -78,21 +60,14 @@ class DiffusionSACModule(TorchRLModule):
     # ---- the actor ----------------------------------------------------------------------------
     def start_latent(self, obs: torch.Tensor, prior: torch.Tensor | None, noise: bool) -> torch.Tensor:
         """x_I: LAD starts from the historical probability p (raw, or centred so uniform p -> 0)."""
-        shape = (*obs.shape[:-1], self.n_actions)
-        if self.cfg["start"] == "prior":
-            if prior is None:
-                raise ValueError("a LAD module needs the `prior` column (historical action probability)")
-            return prior_latent(prior, self.cfg)
-        return torch.randn(shape) if noise else torch.zeros(shape)
+        return chain_start(self.cfg, (*obs.shape[:-1], self.n_actions), prior, noise)
 
     def features(self, obs: torch.Tensor) -> torch.Tensor:
-        s = obs / self.obs_scale
-        return torch.log1p(s.clamp(min=0.0)) if self.cfg["obs_log1p"] else s
+        return scaled_features(obs, self.obs_scale, self.cfg["obs_log1p"])
 
     def actor_logits(self, obs: torch.Tensor, agent: torch.Tensor | None, prior: torch.Tensor | None,
                      noise: bool = True) -> torch.Tensor:
-        s = self.features(obs)
-        return self.actor(s, self.start_latent(s, prior, noise), agent, noise=noise)
+        return acting_logits(self.actor, self.cfg, self.obs_scale, obs, agent, prior, noise)
 
     def _agent(self, batch) -> torch.Tensor | None:
         if self.n_agents == 1:
