@@ -51,7 +51,7 @@ def main() -> int:
     print(format_table(rows))
     if any(r["policy"].startswith("lad") for r in rows):
         print(f"\nThe LAD row is a {DEMO_TRAIN_EPISODES}-episode run: one round of vectorised episodes, "
-              "not yet trained.\nThe 60-episode benchmark (README, 'Agents') reaches about 8.1 s "
+              "not yet trained.\nThe 60-episode benchmark (docs/agents.md) reaches about 8.1 s "
               "(1.08x greedy on the same episodes); `aigc-edge train --scenario dedgeai --algo lad` runs it.")
     print("\nBrowse the runs with `aigc-edge ui` (MLflow UI on the embedded store).")
     return 0

@@ -113,7 +113,7 @@ class DiffusionPolicy:
         self.actor, self.obs_scale, self.spec, self.name = actor.eval(), obs_scale, spec, name
         # argmax (default) or a draw from pi(.|s): on dedgeai faithful the argmax herds every task
         # of a slot onto the same servers (Qbef is not observed), so the stochastic policy is the
-        # one that balances load; see README, Agents.
+        # one that balances load; see docs/agents.md.
         self.sample, self.rng = sample, np.random.default_rng(seed)
         self.n_agents, self.n_actions = int(spec["n_agents"]), int(spec["n_actions"])
         self.model_config = spec["model_config"]

@@ -256,7 +256,7 @@ def jobs(seeds: list[int]) -> list[dict]:
     # The same recipe with Q_bef unobserved (the paper's observation, one shared policy): the
     # size-split rule needs no Q_bef (0.75x greedy there too), so can the agents find it here?
     out += [per_action(caused(shared(a, s), 1.0, 2)) for s in first for a in ("lad", "sac-mlp")]
-    # ~3 hours each on one core (see the README's Cost): the last seeds of the faithful form.
+    # ~3 hours each on one core (docs/agents.md, Cost): the last seeds of the faithful form.
     out += [tuned_sac(faithful_rllib("sac", s), s) for s in rest] + [faithful_rllib("dqn", s) for s in rest]
     return out
 
