@@ -78,9 +78,9 @@ def algorithm_config(algo: str, env_config: dict, *, num_envs: int = 10, num_env
             raise ConfigError(f"model options are for lad, d2sac and sac-mlp; {algo} uses RLlib's MLP models")
         from policies.baselines.config import rllib_baseline_config
 
-        return rllib_baseline_config(algo, env_config, num_envs=num_envs, num_env_runners=num_env_runners,
-                                     seed=seed, options=options, agents=core.num_agents if multi_agent else None,
-                                     episode_decisions=core.mean_episode_decisions())
+        return fail_on_lost_runners(rllib_baseline_config(
+            algo, env_config, num_envs=num_envs, num_env_runners=num_env_runners, seed=seed, options=options,
+            agents=core.num_agents if multi_agent else None, episode_decisions=core.mean_episode_decisions()))
     from policies.extensions import build_extensions
     from policies.sac.config import DiffusionSACConfig, per_action_columns_for
 
@@ -97,7 +97,16 @@ def algorithm_config(algo: str, env_config: dict, *, num_envs: int = 10, num_env
            .training(options=options, actor_kind=spec.actor, start=spec.start))
     cfg.validate()
     columns = per_action_columns_for(model, core.layout, n_agents, core.encoding.n)
-    return cfg.rl_module_for(model, n_agents=n_agents, obs_scale=core.layout.scales(), per_action_columns=columns)
+    return fail_on_lost_runners(cfg.rl_module_for(model, n_agents=n_agents, obs_scale=core.layout.scales(),
+                                                  per_action_columns=columns))
+
+
+def fail_on_lost_runners(cfg):
+    """A lost env runner (its node gone) fails the run instead of RLlib restarting it: a restarted
+    runner would start its episodes afresh (the run's episode count and numbering would no
+    longer hold), and with no node to place it on RLlib waits for ever. The run's last
+    checkpoint stays, and `--resume` continues exactly (`aigc-edge submit --retries` does it)."""
+    return cfg.fault_tolerance(restart_failed_env_runners=False)
 
 
 def describe_options(options_class: type[BaseModel], prefix: str) -> list[str]:

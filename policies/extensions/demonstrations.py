@@ -12,7 +12,6 @@ term on them. Ours, not the papers' agents.
 from __future__ import annotations
 
 import numpy as np
-import torch
 from pydantic import Field
 
 from envs.config import StrictModel
@@ -127,6 +126,8 @@ class Demonstrations(Extension):
 
     # -- learner
     def loss_terms(self, terms, batch, config) -> None:
+        import torch
+
         demo, o = terms.by_source, self.options
         if o.cql_weight:
             # Push down every action's value against the demonstrated one's, so the actor is not
