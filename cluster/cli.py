@@ -15,7 +15,7 @@ from envs.config import ConfigError
 
 # Subcommand modules, in the order `--help` lists them (DESIGN.md's transfer, tune, serve,
 # loadtest and submit join this list when they are built).
-COMMAND_MODULES = ("generator", "train", "evaluate", "bench", "ui")
+COMMAND_MODULES = ("generator", "train", "evaluate", "bench", "serve", "loadtest", "ui")
 
 
 def common_options() -> argparse.ArgumentParser:
