@@ -40,7 +40,8 @@ def run(args) -> int:
         base["topology"] = args.topology
     routing = {}
     if args.policy:
-        routing["policy"] = args.policy
+        from serving.app.routing import resolve_policy_path
+        routing["policy"] = resolve_policy_path(args.policy)   # the user's folder, before Ray's workers see it
     router = args.router or ("learned" if args.policy else None)
     if router:
         routing["router"] = router

@@ -8,23 +8,28 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from envs.config import StrictModel, load_config
-from serving.app.routing import ROUTERS
+from serving.app.routing import FIXED_PREFIX, ROUTERS
 
 APP_NAME = "aigc-edge"
 SERVE_CONFIG_PATH = Path(__file__).resolve().parent.parent / "serve_config.yaml"
 
-RouterName = Literal["learned", "greedy", "least-loaded", "round-robin", "random"]
-assert set(ROUTERS) == set(RouterName.__args__)
 
 
 class RouterSettings(StrictModel):
     """The Router's user_config: what `reconfigure` swaps without a restart."""
-    router: RouterName = Field("least-loaded", description=f"one of {', '.join(ROUTERS)}")
+    router: str = Field("least-loaded", description=f"one of {', '.join(ROUTERS)} (or {FIXED_PREFIX}<node>/<plan>)")
     policy: str | None = Field(None, description="learned: a checkpoint folder or models:/aigc-edge-policy-serve-sim@champion")
     seed: int = Field(0, description="seed of the random router")
+
+    @field_validator("router")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in ROUTERS and not value.startswith(FIXED_PREFIX):
+            raise ValueError(f"must be one of {', '.join(ROUTERS)} or {FIXED_PREFIX}<node>/<plan>, got {value!r}")
+        return value
 
 
 class ServeAppConfig(StrictModel):

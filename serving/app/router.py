@@ -26,6 +26,7 @@ from envs.config import ConfigError
 from envs.topology import Topology
 from serving.app.api import CLASS_NAMES, ErrorResponse, GenerateRequest, GenerateResponse, field_errors
 from serving.app.config import RouterSettings
+from serving.app.node import rss_mb
 from serving.app.routing import RoutingDecider, scenario_config
 
 log = logging.getLogger("ray.serve")
@@ -114,7 +115,8 @@ class Router:
                         "wait_s": round(float(t.wait_s(view)[0, i]), 3),
                         "link_ms": round(float(t.link_s[i]) * 1000, 1), "replica_report": reports[i]})
         a = self.decider.active
-        return {"router": a.router, "policy": a.spec, "policy_version": a.version, "nodes": out}
+        return {"router": a.router, "policy": a.spec, "policy_version": a.version,
+                "router_rss_mb": round(rss_mb(), 1), "nodes": out}
 
     async def _stats(self, handle) -> dict | None:
         try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -22,6 +23,27 @@ from envs.serve_sim import NodeView, RoutingTables, ServeSimConfig
 from envs.topology import Topology
 
 ROUTERS = ("learned", "greedy", "least-loaded", "round-robin", "random")
+# The learned router's policy trained on serve-sim of the default topology, shipped with the repo
+# (benchmarks/serving/README: how it was trained); `models:/aigc-edge-policy-serve-sim@champion`
+# is the registry's copy after `aigc-edge train --scenario serve-sim`.
+DEFAULT_POLICY = str(Path(__file__).resolve().parent.parent / "models" / "router-serve-sim")
+# `fixed:<node>/<plan>` always takes one action: the pass-through router `bench router` compares against.
+FIXED_PREFIX = "fixed:"
+
+
+class FixedAction:
+    """A Policy that always takes one action (no observation read): Serve's hop without a decision."""
+
+    def __init__(self, tables: RoutingTables, spec: str):
+        node, _, plan = spec[len(FIXED_PREFIX):].partition("/")
+        enc = tables.encoding
+        if node not in enc.targets or plan not in enc.plans:
+            raise ConfigError(f"router: {spec!r} must be fixed:<node>/<plan> with node in {list(enc.targets)} "
+                              f"and plan in {list(enc.plans)}")
+        self.name, self.action = spec, int(enc.encode(enc.targets.index(node), enc.plans.index(plan)))
+
+    def decide(self, obs: np.ndarray, state=None) -> np.ndarray:
+        return np.full(len(obs), self.action, dtype=np.int64)
 
 
 class LiveNodes:
@@ -78,6 +100,8 @@ def scenario_config(topology_path: str | None, topology_overrides: list[str] | t
 def make_router_policy(router: str, tables: RoutingTables, policy: str | None, config: ServeSimConfig,
                        seed: int | None = 0):
     """The Policy behind a router name; `learned` loads `policy` (local path or registry URI only)."""
+    if router.startswith(FIXED_PREFIX):
+        return FixedAction(tables, router)
     if router not in ROUTERS:
         raise ConfigError(f"router: unknown router {router!r}; allowed: {', '.join(ROUTERS)}")
     if router != "learned":
@@ -87,7 +111,20 @@ def make_router_policy(router: str, tables: RoutingTables, policy: str | None, c
         raise ConfigError("policy: the learned router needs a policy (a checkpoint folder or "
                           "models:/aigc-edge-policy-serve-sim@champion)")
     from policies.evaluation import resolve_policy
-    return resolve_policy(policy, config, seed)
+    return resolve_policy(resolve_policy_path(policy), config, seed)
+
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def resolve_policy_path(policy: str) -> str:
+    """A relative folder is the caller's, else the project's (the shipped Serve config names
+    `serving/models/router-serve-sim`, and a Router replica's working folder is Ray's, not ours)."""
+    if policy.startswith(("models:/", "runs:/", "mlflow-artifacts:/")) or Path(policy).is_absolute():
+        return policy
+    if Path(policy).exists():
+        return str(Path(policy).resolve())
+    return str(PROJECT_ROOT / policy)
 
 
 @dataclass(frozen=True)
@@ -138,8 +175,11 @@ class RoutingDecider:
         t, active = self.tables, self.active
         view = self.nodes.view()
         steps_a, deadline_a = np.array([steps]), np.array([deadline_s])
-        obs = t.observe(steps_a, deadline_a, view)
-        state = t.network_state(steps_a, deadline_a, view)
+        if isinstance(active.policy, FixedAction):
+            obs, state = np.zeros((1, 0), dtype=np.float32), None       # pass-through: no observation
+        else:
+            obs = t.observe(steps_a, deadline_a, view)
+            state = t.network_state(steps_a, deadline_a, view)
         with self.lock:
             action = int(active.policy.decide(obs, state)[0])
         node, plan = (int(x) for x in t.encoding.decode(action))
