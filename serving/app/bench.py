@@ -124,8 +124,8 @@ def run_bench_router(policy: str, topology: str | None = None, requests: int = 1
             "decision_p99_ms": float(np.percentile(decision, 99)), "bench_action": f"{node}/{plan}",
             "bench_steps": BENCH_STEPS, "requests": requests,
             "node_capacity_sum_per_s": capacity, "saturation_offered_per_s": sat["offered_per_s"],
-            "saturation_throughput_per_s": sat["throughput_per_s"],
-            "saturation_ratio": sat["throughput_per_s"] / capacity,
+            "saturation_throughput_per_s": sat["steady_throughput_per_s"],
+            "saturation_ratio": sat["steady_throughput_per_s"] / capacity,
             "node_rss_mb_max": max(node_rss) if node_rss else None, "router_rss_mb": nodes.get("router_rss_mb")}
 
 

@@ -13,6 +13,10 @@ from serving.app.node import EdgeNode
 from serving.app.router import Router
 
 
+# One compute thread per replica and few malloc arenas: replicas share two cores and memory.
+NODE_ENV = {"OMP_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2"}
+
+
 def node_deployment_name(node: str) -> str:
     return f"EdgeNode-{node}"
 
@@ -27,7 +31,7 @@ def build_app(args: dict | None = None) -> Application:
         nodes[node.name] = EdgeNode.options(
             name=node_deployment_name(node.name), num_replicas=node.replicas,
             max_ongoing_requests=node.max_ongoing, max_queued_requests=node.max_queued,
-            ray_actor_options={"num_cpus": cfg.node_num_cpus},
+            ray_actor_options={"num_cpus": cfg.node_num_cpus, "runtime_env": {"env_vars": NODE_ENV}},
         ).bind(node.name, topo, cfg.model_dir, cfg.seed)
     return Router.options(
         ray_actor_options={"num_cpus": cfg.router_num_cpus},

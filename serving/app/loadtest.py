@@ -86,10 +86,22 @@ class LoadtestResult:
                 "throughput_per_s": len(done) / self.duration_s if self.duration_s else 0.0,
                 "errors": sum(1 for x in o if x.status != 200), "retried": sum(x.retried for x in done),
                 "late": late, "rejected": rejected, "failed": failed, "deadline_s": self.deadline_s,
-                "duration_s": self.duration_s,
+                "duration_s": self.duration_s, "steady_throughput_per_s": self.steady_throughput_per_s(),
                 "status_counts": {str(k): v for k, v in sorted(Counter(x.status for x in o).items())},
                 "nodes": dict(Counter(x.node for x in done)), "plans": dict(Counter(x.plan for x in done)),
                 "policy_versions": dict(Counter(x.policy_version for x in done))}
+
+
+    def steady_throughput_per_s(self, skip_s: float = 5.0) -> float:
+        """Answers per second between `skip_s` after the first arrival and the last arrival: the
+        rate the endpoint sustains, without the start (empty queues) and the drain."""
+        if not self.outcomes:
+            return 0.0
+        end = max(o.scheduled_s for o in self.outcomes)
+        if end <= skip_s * 2:
+            skip_s = 0.0
+        done = sum(1 for o in self.outcomes if o.status == 200 and skip_s <= o.scheduled_s + o.latency_s <= end)
+        return done / max(end - skip_s, 1e-9)
 
 
 def arrival_times(n: int, rate_per_s: float, seed: int, ramp: tuple[float, float] | None = None,

@@ -110,8 +110,15 @@ def make_router_policy(router: str, tables: RoutingTables, policy: str | None, c
     if not policy:
         raise ConfigError("policy: the learned router needs a policy (a checkpoint folder or "
                           "models:/aigc-edge-policy-serve-sim@champion)")
+    location = resolve_policy_path(policy)
+    if not location.startswith(("models:/", "runs:/", "mlflow-artifacts:/")):
+        from serving.app.numpy_policy import load_numpy_policy
+        for folder in (Path(location), Path(location) / "policy"):
+            fast = load_numpy_policy(folder, tables.layout.to_json(), tables.encoding.to_json())
+            if fast is not None:
+                return fast        # no PyTorch in the Router (about 200 MB less resident memory)
     from policies.evaluation import resolve_policy
-    return resolve_policy(resolve_policy_path(policy), config, seed)
+    return resolve_policy(location, config, seed)
 
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
