@@ -51,7 +51,7 @@ def main() -> int:
     print(format_table(rows))
     if any(r["policy"].startswith("lad") for r in rows):
         print(f"\nThe LAD row is a {DEMO_TRAIN_EPISODES}-episode run: one round of vectorised episodes, "
-              "not yet trained.\nThe 60-episode benchmark (README, 'Agents') reaches about 8.1 s "
+              "not yet trained.\nThe 60-episode benchmark (docs/agents.md) reaches about 8.1 s "
               "(1.08x greedy on the same episodes); `aigc-edge train --scenario dedgeai --algo lad` runs it.")
     print("\nBrowse the runs with `aigc-edge ui` (MLflow UI on the embedded store).")
     return 0
@@ -59,16 +59,20 @@ def main() -> int:
 
 def trained_rows(scenario: str, episodes: int) -> list[dict]:
     """A short LAD run on the same scenario, evaluated like the heuristics (sampling from pi)."""
+    from cluster.connect import connect
+    from cluster.output import TrainingProgressBar
+    from policies.tracking import MlflowTrainingRecorder
     from policies.training import TrainConfig, train
 
     config = TrainConfig(scenario=scenario, algo="lad", episodes=DEMO_TRAIN_EPISODES, run_name="demo-lad")
     progress(f"[demo] training LAD on {scenario} for {DEMO_TRAIN_EPISODES} episodes "
              "(a short run: the full 60-episode benchmark is benchmarks/agents/run.py) ...")
     started = time.monotonic()
-    trained = train(config, progress=progress)
-    import ray  # train() started a local Ray; the evaluation below does not need it
-
-    ray.shutdown()
+    ray = connect()
+    try:
+        trained = train(config, callbacks=[TrainingProgressBar(), MlflowTrainingRecorder()])
+    finally:
+        ray.shutdown()      # the evaluation below does not need Ray
     result = evaluate(load_scenario(scenario), f"{trained['policy']}#sample", episodes=episodes)
     result["policy"] = f"lad ({DEMO_TRAIN_EPISODES} ep.)"
     result["wall_s"] = time.monotonic() - started

@@ -6,9 +6,10 @@ rejected with a message that names the field and what is allowed.
 """
 from __future__ import annotations
 
+import difflib
 import re
 from pathlib import Path
-from typing import Annotated, Any, Iterable, TypeVar
+from typing import Annotated, Any, Iterable, TypeVar, get_args
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
@@ -87,20 +88,40 @@ def validate(model: type[ModelT], data: dict, source: str = "config") -> ModelT:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, source)) from None
+        raise ConfigError(format_validation_error(exc, source, model)) from None
 
 
-def format_validation_error(exc: ValidationError, source: str) -> str:
+def format_validation_error(exc: ValidationError, source: str, model: type[BaseModel] | None = None,
+                            prefix: tuple = ()) -> str:
+    """One line per error, naming the field; an unknown key gets the closest known names of its
+    section of `model` (whose fields sit under `prefix` in the error locations)."""
     lines = [f"invalid {source}:"]
     for err in exc.errors():
         field = ".".join(str(p) for p in err["loc"]) or "(top level)"
         if err["type"] == "extra_forbidden":
-            lines.append(f"  {field}: unknown key")
+            lines.append(f"  {field}: unknown key{_did_you_mean(model, err['loc'], prefix)}")
         else:
             given = err.get("input")
             shown = "" if isinstance(given, dict) else f" (got {given!r})"
             lines.append(f"  {field}: {err['msg']}{shown}")
     return "\n".join(lines)
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    candidates = get_args(annotation) or (annotation,)
+    return [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+
+
+def _did_you_mean(model: type[BaseModel] | None, loc: tuple, prefix: tuple) -> str:
+    """ " (did you mean a, b?)" from the fields of the section holding `loc`, or ""."""
+    if model is None or tuple(loc[:len(prefix)]) != tuple(prefix):
+        return ""
+    sections = [model]
+    for part in loc[len(prefix):-1]:
+        sections = [m for s in sections if part in s.model_fields for m in _models_in(s.model_fields[part].annotation)]
+    known = sorted({name for s in sections for name in s.model_fields})
+    near = difflib.get_close_matches(str(loc[-1]), known, n=3)
+    return f" (did you mean {', '.join(near)}?)" if near else ""
 
 
 def load_config(model: type[ModelT], path: str | Path | None = None, overrides: Iterable[str] = (),
@@ -139,3 +160,18 @@ def _check_range(value: tuple, *, integer: bool) -> tuple:
 # A closed interval [low, high] written in YAML as `[low, high]`.
 FloatRange = Annotated[tuple[float, float], AfterValidator(lambda v: _check_range(v, integer=False))]
 IntRange = Annotated[tuple[int, int], AfterValidator(lambda v: _check_range(v, integer=True))]
+
+
+def validate_nested(model: type[ModelT], value: Any, loc: tuple) -> ModelT:
+    """`value` validated as `model` from inside another model's validator, its errors located
+    under `loc` of the outer model (so they name `training.actor_lr`, not `actor_lr`)."""
+    if isinstance(value, model):
+        return value
+    if isinstance(value, BaseModel):
+        value = value.model_dump(exclude_unset=True)
+    try:
+        return model.model_validate(value if value is not None else {})
+    except ValidationError as exc:
+        errors = [{"type": e["type"], "loc": (*loc, *e["loc"]), "input": e["input"],
+                   **({"ctx": e["ctx"]} if "ctx" in e else {})} for e in exc.errors()]
+        raise ValidationError.from_exception_data(exc.title, errors) from None

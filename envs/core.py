@@ -149,23 +149,6 @@ class VectorCore(ABC):
     def num_agents(self) -> int:
         return 1
 
-    def record_placements(self) -> None:
-        """From the next decision on, keep what `credited_rewards` needs (call before any step)."""
-        raise NotImplementedError(f"scenario {self.scenario!r} has no hindsight credit (dedgeai has)")
-
-    def final_decisions(self, row: int, horizon: int) -> int:
-        """How many of copy `row`'s first decisions this episode have a final credit: those
-        `horizon` slots back (all, once the episode has ended). Cheap; call before the copy is reset."""
-        raise NotImplementedError(f"scenario {self.scenario!r} has no hindsight credit (dedgeai has)")
-
-    def credited_rewards(self, row: int, caused_share: float, horizon: int) -> np.ndarray:
-        """Copy `row`'s episode so far re-credited, in decision order (final for the first
-        `final_decisions`). `caused_share` of every wait a task suffers behind a task placed at
-        most `horizon` slots before it is charged to that earlier decision instead (1: each
-        decision pays for what it did to the tasks after it); every episode's total is unchanged.
-        Call before the copy is reset."""
-        raise NotImplementedError(f"scenario {self.scenario!r} has no hindsight credit (dedgeai has)")
-
     def mean_episode_decisions(self) -> float:
         """Expected decisions per episode: sizes buffers and progress bars."""
         return 1.0

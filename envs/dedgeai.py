@@ -13,10 +13,8 @@ Two modes:
   `range(time_slots - 1)`).
 - `corrected`: q, c, o drawn per task; Qbef observed; every slot decided.
 
-Hindsight credit (`caused_wait`, our addition, not the paper's): the queue term of D is waiting
-behind work other tasks placed. Charging a task (a share of) the waiting it *causes* instead of
-the waiting it suffers keeps every episode's total delay exactly and tells a decision what it
-costs the tasks after it.
+`caused_wait` is the arithmetic of hindsight credit (ours, not the paper's; the ledger that
+uses it wraps this core: envs/credit.py).
 """
 from __future__ import annotations
 
@@ -130,7 +128,6 @@ class DedgeaiCore(VectorCore):
         self.work = np.zeros((B, n_b, n_t))
         self.result = np.zeros((B, n_b, n_t))
         self._onehot = np.eye(n_b, dtype=np.float32)
-        self.ledger: dict[str, np.ndarray] = {}
         if config.episode_stream == "public":
             self._tape_counts = np.ones((B, config.slots, n_b), dtype=np.int64)
             self._tape_input = np.zeros((B, config.slots, n_b, n_t))
@@ -145,8 +142,6 @@ class DedgeaiCore(VectorCore):
         self.queue[rows] = 0.0
         self.placed[rows] = 0.0
         self.slot[rows] = 0
-        if self.ledger:
-            self.ledger["n"][rows] = 0
         if self._public_stream is not None:
             self._draw_public_episode(rows)
         self._begin_slot(rows)
@@ -200,6 +195,10 @@ class DedgeaiCore(VectorCore):
             return d, self.position_work[pos], self.position_result[pos]
         return d, self.work[rows, bs, pos], self.result[rows, bs, pos]
 
+    def task_work(self, rows: np.ndarray) -> np.ndarray:
+        """Work c*q (Gcycles) of the current task of `rows`."""
+        return self._task(rows)[1]
+
     def _delay(self, target: np.ndarray, d: np.ndarray, work: np.ndarray, o: np.ndarray,
                bs: np.ndarray, queue: np.ndarray, placed: np.ndarray) -> np.ndarray:
         """The LAD-TS delay; `target` is [B] or [B, A] (then task arrays are [B, 1])."""
@@ -222,8 +221,6 @@ class DedgeaiCore(VectorCore):
         d, work, o = self._task(rows)
         q_a, p_a = self.queue[rows, a], self.placed[rows, a]
         delay = self._delay(a, d, work, o, self.bs[rows], q_a, p_a)
-        if self.ledger:
-            self._record(rows, a, work, delay)
         self.placed[rows, a] = p_a + work
         done = self._advance(rows)
         return self._result(rows, reward=-delay, delay_s=delay, done=done)
@@ -250,38 +247,6 @@ class DedgeaiCore(VectorCore):
             # Finished copies keep a valid (unused) task pointer until they are reset.
             self.bs[ended[finished]] = 0
         return done
-
-    # ---- hindsight credit -----------------------------------------------------------------------
-    def record_placements(self) -> None:
-        cfg = self.config
-        size = (self.num_envs, cfg.decided_slots * cfg.n_bs * cfg.max_tasks)
-        self.ledger = {"n": np.zeros(self.num_envs, np.int64), "slot": np.zeros(size, np.int64),
-                       "server": np.zeros(size, np.int64), "work": np.zeros(size), "delay": np.zeros(size)}
-
-    def _record(self, rows: np.ndarray, server: np.ndarray, work: np.ndarray, delay: np.ndarray) -> None:
-        led = self.ledger
-        i = led["n"][rows]
-        led["slot"][rows, i], led["server"][rows, i] = self.slot[rows], server
-        led["work"][rows, i], led["delay"][rows, i] = work, delay
-        led["n"][rows] = i + 1
-
-    def _ledger_of(self, row: int) -> tuple[dict, int]:
-        if not self.ledger:
-            raise RuntimeError("call record_placements() before the episode starts")
-        return self.ledger, int(self.ledger["n"][row])
-
-    def final_decisions(self, row: int, horizon: int) -> int:
-        led, n = self._ledger_of(row)
-        if self.slot[row] >= self.config.decided_slots:
-            return n
-        return int(np.searchsorted(led["slot"][row, :n], self.slot[row] - horizon))
-
-    def credited_rewards(self, row: int, caused_share: float, horizon: int) -> np.ndarray:
-        led, n = self._ledger_of(row)
-        slot, server, work = led["slot"][row, :n], led["server"][row, :n], led["work"][row, :n]
-        n_slots = min(int(self.slot[row]) + 1, self.config.decided_slots)
-        suffered, caused = caused_wait(slot, server, work, self.capacity, self.config.slot_s, n_slots, horizon)
-        return -(led["delay"][row, :n] + caused_share * (caused - suffered))
 
     # ---- what heuristics and LAD read -----------------------------------------------------------
     def network_state(self) -> NetworkState:

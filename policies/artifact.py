@@ -3,12 +3,14 @@
 An artifact is a folder:
 
     policy_spec.json   what the policy expects (below); checked against the caller's scenario
-    module/            the RLModule checkpoint (`RLModule.from_checkpoint(dir)` rebuilds it)
-    actor.pt           the actor's weights + observation scale (pure PyTorch, what `load_policy` reads)
+    module/            the RLModule checkpoint (`RLModule.from_checkpoint(dir)` rebuilds it); the
+                       one copy of the weights: `load_policy` reads the actor's from its state
+                       file without Ray
     lad_store.npy      LAD only: the historical action probability per decision context
 
 `policy_spec.json` holds the scenario name and config, the observation layout (version, dim,
-fields), the action encoding, the profile hash (scenarios with a generator), the algorithm,
+fields), the action encoding, the profile's digest (scenarios with a generator: a policy trained
+on another ExitProfile is refused), the algorithm,
 the actor's model config and the training config.
 
 `load_policy(spec, config)` accepts the artifact folder, an RLlib checkpoint folder written by
@@ -19,6 +21,7 @@ chain starts from 0, the mean of its N(0, I) start).
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +30,11 @@ import torch
 
 from envs.config import ConfigError
 from envs.scenarios import make_core, scenario_name
-from policies.diffusion import build_actor, prior_latent
+from policies.diffusion import acting_logits, build_actor
 
 SPEC_FILE = "policy_spec.json"
-SPEC_VERSION = 1
+SPEC_VERSION = 2            # 2: the weights are read from module/ (no actor.pt copy)
+MODULE_STATE = Path("module") / "module_state.pkl"
 
 
 class PolicySpecMismatch(ConfigError):
@@ -49,7 +53,7 @@ def describe(config, core=None) -> dict:
             "mode": getattr(config, "mode", None),
             "observation_layout": core.layout.to_json(),
             "action_encoding": core.encoding.to_json(),
-            "profile_hash": getattr(getattr(core, "profile", None), "model_hash", None)}
+            "profile_hash": core.profile.digest() if getattr(core, "profile", None) is not None else None}
 
 
 def write_artifact(folder: Path, *, module, config, algorithm: str, training_config: dict,
@@ -58,8 +62,6 @@ def write_artifact(folder: Path, *, module, config, algorithm: str, training_con
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     module.save_to_path(str(folder / "module"))
-    actor_state = {"actor": module.actor.state_dict(), "obs_scale": module.obs_scale.clone()}
-    torch.save(actor_state, folder / "actor.pt")
     if lad_store is not None and module.cfg["start"] == "prior":
         np.save(folder / "lad_store.npy", lad_store.astype(np.float32))
     spec = {"spec_version": SPEC_VERSION, **describe(config, core), "algorithm": algorithm,
@@ -111,7 +113,7 @@ class DiffusionPolicy:
         self.actor, self.obs_scale, self.spec, self.name = actor.eval(), obs_scale, spec, name
         # argmax (default) or a draw from pi(.|s): on dedgeai faithful the argmax herds every task
         # of a slot onto the same servers (Qbef is not observed), so the stochastic policy is the
-        # one that balances load; see README, Agents.
+        # one that balances load; see docs/agents.md.
         self.sample, self.rng = sample, np.random.default_rng(seed)
         self.n_agents, self.n_actions = int(spec["n_agents"]), int(spec["n_actions"])
         self.model_config = spec["model_config"]
@@ -120,9 +122,7 @@ class DiffusionPolicy:
 
     @torch.no_grad()
     def probabilities(self, obs: np.ndarray, state=None) -> np.ndarray:
-        x = torch.as_tensor(np.asarray(obs, np.float32)) / self.obs_scale
-        if self.model_config.get("obs_log1p", False):
-            x = torch.log1p(x.clamp(min=0.0))
+        obs = torch.as_tensor(np.asarray(obs, np.float32))
         agent = None
         if self.n_agents > 1:
             if state is None:
@@ -131,15 +131,13 @@ class DiffusionPolicy:
         key = getattr(state, "context_key", None) if self.lad else None
         if key is not None and self.model_config.get("lad_keying") == "no-slot":
             key = np.asarray(key) % self.store.shape[0]
+        prior = None
         if self.lad:
             if key is not None and self.store is not None:
                 prior = torch.as_tensor(self.store[np.asarray(key)])
             else:
-                prior = torch.full((x.shape[0], self.n_actions), 1.0 / self.n_actions)
-            start = prior_latent(prior, self.model_config)
-        else:
-            start = torch.zeros(x.shape[0], self.n_actions)
-        logits = self.actor(x, start, agent, noise=False)
+                prior = torch.full((obs.shape[0], self.n_actions), 1.0 / self.n_actions)
+        logits = acting_logits(self.actor, self.model_config, self.obs_scale, obs, agent, prior, noise=False)
         probs = torch.softmax(logits, -1).numpy()
         if self.lad and key is not None and self.store is not None:
             self.store[np.asarray(key)] = probs
@@ -161,7 +159,7 @@ def actor_of(spec: dict) -> torch.nn.Module:
 def resolve_folder(spec: str) -> Path:
     """An artifact folder from a folder path (artifact or training run) or an MLflow URI."""
     if spec.startswith(("models:/", "runs:/", "mlflow-artifacts:/")):
-        from envs.tracking import configure_mlflow
+        from policies.tracking import configure_mlflow
         mlflow = configure_mlflow()
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=spec))
         candidates = [local, local / "policy"]
@@ -187,10 +185,35 @@ def load_policy(spec: str, config: Any, sample: bool = False, seed: int | None =
     folder = resolve_folder(spec)
     meta = json.loads((folder / SPEC_FILE).read_text())
     check_spec(meta, config)
+    if meta.get("spec_version") != SPEC_VERSION:
+        raise ConfigError(f"{folder}: policy artifact version {meta.get('spec_version')}, this code reads "
+                          f"version {SPEC_VERSION}; retrain it with `aigc-edge train`")
+    weights = read_module_state(folder / MODULE_STATE)
     actor = actor_of(meta)
-    state = torch.load(folder / "actor.pt", map_location="cpu", weights_only=True)
-    actor.load_state_dict(state["actor"])
+    actor.load_state_dict({k[len("actor."):]: torch.from_numpy(v) for k, v in weights.items() if k.startswith("actor.")})
     store_path = folder / "lad_store.npy"
     store = np.load(store_path) if store_path.is_file() else None
-    return DiffusionPolicy(actor, state["obs_scale"], meta, store, sample=sample, seed=seed,
+    return DiffusionPolicy(actor, torch.from_numpy(weights["obs_scale"]), meta, store, sample=sample, seed=seed,
                            name=f"{meta['algorithm']}{'-sampled' if sample else ''}:{folder}")
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """RLlib writes a module's state as a pickled dict of NumPy arrays: read that and nothing else."""
+
+    NUMPY_NAMES = {"ndarray", "dtype", "_reconstruct", "_frombuffer", "scalar"}
+
+    def find_class(self, module: str, name: str):
+        allowed = ((module, name) == ("collections", "OrderedDict") or module == "numpy.dtypes"
+                   or (module.split(".")[0] == "numpy" and name in self.NUMPY_NAMES))
+        if not allowed:
+            raise pickle.UnpicklingError(f"unexpected {module}.{name} in a module state file")
+        return super().find_class(module, name)
+
+
+def read_module_state(path: Path) -> dict[str, np.ndarray]:
+    """The RLModule checkpoint's weights, {parameter name: array}, without Ray."""
+    if not path.is_file():
+        raise ConfigError(f"{path.parent.parent}: the RLModule checkpoint's {path.name} is missing "
+                          "(a partial artifact?)")
+    with open(path, "rb") as f:
+        return dict(_ArraysOnly(f).load())

@@ -28,13 +28,13 @@ def _policy(scenario: str, spec: str | None):
     from envs.scenarios import load_scenario, make_core
     from policies.artifact import DiffusionPolicy, describe, load_policy
     from policies.diffusion import DiffusionActor
-    from policies.rllib_modules import DEFAULT_MODEL_CONFIG
+    from policies.sac.module import DEFAULT_MODULE_CONFIG
 
     config = load_scenario(scenario)
     if spec:
         return load_policy(spec, config), config
     core = make_core(config, 1, 0)
-    cfg = {**DEFAULT_MODEL_CONFIG, "start": "prior"}
+    cfg = {**DEFAULT_MODULE_CONFIG, "start": "prior"}
     actor = DiffusionActor(core.layout.dim, core.encoding.n, hidden=cfg["hidden"],
                            steps=cfg["diffusion_steps"])
     meta = {**describe(config, core), "n_agents": 1, "n_actions": core.encoding.n,

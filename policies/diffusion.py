@@ -255,7 +255,7 @@ class MLPActor(nn.Module):
                  per_action_columns: list[list[int]] | None = None, **_):
         super().__init__()
         self.net = action_scores(n_agents, obs_dim, hidden, n_actions, per_action_columns)
-        self.steps = 0
+        self.n_actions, self.steps = n_actions, 0
 
     def forward(self, obs, x=None, agent=None, noise: bool = True) -> torch.Tensor:
         return self.net(obs, agent)
@@ -283,6 +283,31 @@ def policy_probs(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(probabilities, log-probabilities) of the categorical policy of these logits."""
     log_p = F.log_softmax(logits, dim=-1)
     return log_p.exp(), log_p
+
+
+def scaled_features(obs: torch.Tensor, obs_scale: torch.Tensor, log1p: bool) -> torch.Tensor:
+    """What every network reads: obs / the layout's typical scale, then log(1 + x) (queues grow
+    without bound under overload)."""
+    s = obs / obs_scale
+    return torch.log1p(s.clamp(min=0.0)) if log1p else s
+
+
+def chain_start(cfg: dict, shape: tuple, prior: torch.Tensor | None, noise: bool) -> torch.Tensor:
+    """x_I of the chain: LAD from the historical probability p of the context; D2SAC from N(0, I)
+    (its mean, 0, when acting greedily)."""
+    if cfg["start"] == "prior":
+        if prior is None:
+            raise ValueError("a LAD actor needs the historical action probability of the context (`prior`)")
+        return prior_latent(prior, cfg)
+    return torch.randn(shape) if noise else torch.zeros(shape)
+
+
+def acting_logits(actor: nn.Module, cfg: dict, obs_scale: torch.Tensor, obs: torch.Tensor,
+                  agent: torch.Tensor | None, prior: torch.Tensor | None, noise: bool) -> torch.Tensor:
+    """The actor's logits for raw observations: the one inference path of the RLModule (training,
+    exploration) and of a loaded policy artifact (evaluation, serving)."""
+    s = scaled_features(obs, obs_scale, cfg["obs_log1p"])
+    return actor(s, chain_start(cfg, (*s.shape[:-1], actor.n_actions), prior, noise), agent, noise=noise)
 
 
 def prior_latent(prior: torch.Tensor, cfg: dict) -> torch.Tensor:

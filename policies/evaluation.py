@@ -15,13 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from envs.config import ConfigError
 from envs.scenarios import ScenarioConfig, make_core, scenario_name
 from policies.base import Policy
-from policies.heuristics import HEURISTICS, is_heuristic, make_heuristic
+from policies.catalog import make_policy
 
 MAX_PARALLEL_EPISODES = 32
-MLFLOW_URI_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
 
 
 @dataclass
@@ -31,20 +29,6 @@ class EpisodeLog:
     rewards: list[np.ndarray] = field(default_factory=list)
     quality: list[np.ndarray] = field(default_factory=list)
     missed: list[np.ndarray] = field(default_factory=list)
-
-
-def resolve_policy(spec: str, config: ScenarioConfig, seed: int | None = None) -> Policy:
-    """A heuristic name, a checkpoint folder or an MLflow model URI -> a Policy for `config`."""
-    if is_heuristic(spec):
-        core = make_core(config, num_envs=1)
-        return make_heuristic(spec, core.encoding, seed)
-    location = spec.split("#", 1)[0]  # `<folder>#sample`: a loader option, not part of the path
-    if not (location.startswith(MLFLOW_URI_SCHEMES) or Path(location).exists()):
-        raise ConfigError(f"policy {spec!r} is not a heuristic ({', '.join(HEURISTICS)}), "
-                          "an existing checkpoint folder, or an MLflow URI (models:/..., runs:/...)")
-    from policies.artifact import load_policy  # trained agents need torch; heuristics do not
-
-    return load_policy(spec, config)
 
 
 def run_episodes(config: ScenarioConfig, policy: Policy, episodes: int, seed: int | None = None,
@@ -251,7 +235,7 @@ def evaluate(config: ScenarioConfig, policy: Policy | str, episodes: int = 5, se
              progress: bool = False) -> dict:
     """Run `episodes` episodes of `policy` (a Policy or a spec string) and summarise them."""
     if isinstance(policy, (str, Path)):
-        policy = resolve_policy(str(policy), config, seed)
+        policy = make_policy(str(policy), config, seed)
     log = run_episodes(config, policy, episodes, seed, progress)
     probe = make_core(config, num_envs=1)
     return summarise(log, scenario_name(config), policy.name, probe.has_quality, probe.has_deadlines)

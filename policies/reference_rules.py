@@ -16,20 +16,17 @@
   the other servers. It reads the same full network state greedy reads.
 
 Both are our constructions, not the paper's. `benchmarks/agents/reference_rules.py` compares them
-with greedy; `demo_policy` names a rule (or a heuristic) whose decisions start a training run
-(`training.demo_policy`, policies/algorithms.py).
+with greedy; `policies/catalog.py` names them (`size-split:THETA[:COVER]`,
+`capacity-proportional`), for `aigc-edge evaluate` and as demonstrators.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from envs.config import ConfigError
 from envs.dedgeai import DedgeaiConfig, dedgeai_layout
-from envs.scenarios import ScenarioConfig, make_core
-from policies.base import Policy
-from policies.heuristics import HEURISTICS, is_heuristic, make_heuristic
 
 SIZE_SPLIT = "size-split"
+CAPACITY_PROPORTIONAL = "capacity-proportional"
 
 
 def small_work_per_slot(config: DedgeaiConfig, theta: float) -> float:
@@ -52,7 +49,7 @@ def small_work_per_slot(config: DedgeaiConfig, theta: float) -> float:
 class CapacityProportional:
     """State-free: server a with probability f_a / sum(f), seeded."""
 
-    name = "capacity-proportional"
+    name = CAPACITY_PROPORTIONAL
 
     def __init__(self, config: DedgeaiConfig, seed: int = 0):
         capacity = config.es_capacities()
@@ -91,28 +88,3 @@ class SizeSplit:
         small = self.layout.field(obs, "work_gcycles")[:, 0] <= self.theta
         allowed = np.where(small[:, None], self.small_pool[None, :], ~self.small_pool[None, :])
         return np.argmax(np.where(allowed, state.immediate_rewards(), -np.inf), axis=1)
-
-
-def demo_policy(spec: str, config: ScenarioConfig, seed: int | None = None) -> Policy:
-    """`size-split:THETA[:COVER]` (dedgeai) or a heuristic's name -> that Policy; ConfigError
-    naming `training.demo_policy` and what it accepts otherwise."""
-    field = "training.demo_policy"
-    if is_heuristic(spec):
-        return make_heuristic(spec, make_core(config, num_envs=1).encoding, seed)
-    name, _, args = spec.partition(":")
-    if name != SIZE_SPLIT:
-        raise ConfigError(f"{field} {spec!r} is neither {SIZE_SPLIT}:THETA[:COVER] nor a heuristic "
-                          f"({', '.join(HEURISTICS)})")
-    if not isinstance(config, DedgeaiConfig):
-        raise ConfigError(f"{field} {spec!r}: the size-split rule is defined for dedgeai only")
-    try:
-        numbers = [float(x) for x in args.split(":")] if args else []
-    except ValueError:
-        numbers = []
-    if len(numbers) not in (1, 2):
-        raise ConfigError(f"{field} {spec!r} must look like {SIZE_SPLIT}:THETA[:COVER], e.g. "
-                          f"{SIZE_SPLIT}:1.75:0.9 (THETA in Gcycles > 0, COVER > 0)")
-    try:
-        return SizeSplit(config, *numbers)
-    except ValueError as e:
-        raise ConfigError(f"{field} {spec!r}: {e}") from e

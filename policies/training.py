@@ -1,38 +1,41 @@
-"""`aigc-edge train`: train an agent on a scenario, checkpoint, resume, track in MLflow.
+"""`aigc-edge train`: train an agent on a scenario, checkpoint, resume; report through callbacks.
 
 Order of things (what `train` does, top to bottom):
-1. Build the RLlib algorithm of `TrainConfig.algo` (policies/algorithms.py) on Ray (local, or
-   the cluster of RAY_ADDRESS), or restore it from the run's last checkpoint with `resume`.
+1. Build the RLlib algorithm of `TrainConfig.algo` (`policies/registry.py`) on the Ray the caller
+   connected to (`cluster/connect.py`), or restore it from the run's last checkpoint with `resume`.
 2. Iterate `algo.train()` until `episodes` simulated episodes finished (every copy counts).
    Our algorithms start exactly `episodes` episodes and number them in the order they start
-   (see EdgeDecisionRunner), so "the last 10" are the last 10 started, not the slowest to end.
-   After each iteration: one MLflow `log_batch` with a whitelist of metrics; every
-   `checkpoint_every_s` seconds an RLlib checkpoint (written beside, then swapped in).
+   (see `EdgeDecisionRunner`), so "the last 10" are the last 10 started, not the slowest to end.
+   After each iteration the callbacks get a whitelist of metrics; every `checkpoint_every_s`
+   seconds an RLlib checkpoint is written beside the last one, then swapped in.
 3. At the end: the last checkpoint, the learning curve (per-episode mean delay or reward, PNG +
-   CSV), and the policy artifact (diffusion agents: RLModule folder + policy_spec.json, registered
-   as `aigc-edge-policy-<scenario>` with alias `champion`).
+   CSV), and the policy artifact (our agents: RLModule folder + policy_spec.json).
+
+How a run is recorded is the callbacks' business: the CLI shows progress on stderr and records an
+MLflow run that registers the policy (`policies/tracking.py`); a Tune trial reports to Tune.
 
 Run state lives in `$AIGC_EDGE_HOME/checkpoints/<run name>/`: `algo/` (RLlib checkpoint),
-`run.json` (MLflow run id, progress), `episodes.csv`, `policy/`, `learning_curve.png`.
+`run.json` (progress, and what callbacks keep there), `episodes.csv`, `policy/`, `learning_curve.png`.
 """
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Iterable, Literal, Union
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from envs.config import StrictModel
+from envs.config import StrictModel, validate_nested
+from policies.options import DQNOptions, ModelOptions, PPOOptions, RLlibSACOptions, SACOptions
+from policies.registry import ALGO_NAMES, algorithm
 
-Algo = Literal["lad", "d2sac", "sac-mlp", "sac", "ppo", "dqn"]
+TrainingOptions = Union[SACOptions, PPOOptions, DQNOptions, RLlibSACOptions]
 
-# The metrics logged to MLflow each iteration (result key -> MLflow name); nothing else is logged.
+# The metrics reported each iteration (result key -> name); nothing else is reported.
 METRICS = {
     ("edge/episodes",): "charts/episodes",
     ("edge/decisions",): "charts/decisions",
@@ -64,18 +67,38 @@ class TrainConfig(StrictModel):
     scenario: str = Field("dedgeai", description="preset name or YAML path")
     scenario_overrides: list[str] = Field(default_factory=list,
                                           description="key=value overrides of the scenario config")
-    algo: Algo = Field("lad", description="lad | d2sac | sac-mlp (our discrete SAC) | sac | ppo | dqn (RLlib)")
+    algo: Literal[ALGO_NAMES] = Field("lad", description=" | ".join(ALGO_NAMES))
     episodes: int = Field(60, ge=1, description="simulated episodes to train (every copy counts)")
     seed: int = Field(0, description="seed of the env copies and the networks")
     num_envs: int = Field(10, ge=1, le=4096, description="vectorised copies per env runner")
     num_env_runners: int = Field(0, ge=0, description="remote env runners (0: sample in the driver)")
-    num_cpus: int | None = Field(None, description="CPUs of a local Ray (default: all)")
-    training: dict[str, Any] = Field(default_factory=dict, description="AlgorithmConfig.training() overrides")
-    model: dict[str, Any] = Field(default_factory=dict, description="model_config overrides (diffusion agents)")
+    num_cpus: int | None = Field(None, ge=1, description="CPUs of a local Ray (default: all)")
+    training: TrainingOptions = Field(default_factory=SACOptions,
+                                      description="the algorithm's options (policies/options.py)")
+    model: ModelOptions | None = Field(None, description="network options of lad, d2sac, sac-mlp")
     checkpoint_every_s: float = Field(60.0, gt=0, description="seconds between RLlib checkpoints")
     run_name: str | None = Field(None, description="checkpoint folder / MLflow run name (default: derived)")
     register_policy: bool = Field(True, description="register the policy artifact in the MLflow model registry")
-    max_wall_s: float | None = Field(None, description="stop early after this many seconds (still saves)")
+    max_wall_s: float | None = Field(None, gt=0, description="stop early after this many seconds (still saves)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _options_of_the_algorithm(cls, data: Any) -> Any:
+        """`training` is validated as the options of `algo` (SACOptions for ours, ...)."""
+        if isinstance(data, dict):
+            data = dict(data)
+            spec = algorithm(data.get("algo", "lad")) if data.get("algo", "lad") in ALGO_NAMES else None
+            if spec is not None:
+                data["training"] = validate_nested(spec.options, data.get("training"), ("training",))
+                if spec.ours:
+                    data["model"] = validate_nested(ModelOptions, data.get("model"), ("model",))
+        return data
+
+    @model_validator(mode="after")
+    def _model_only_for_ours(self) -> "TrainConfig":
+        if self.model is not None and not algorithm(self.algo).ours:
+            raise ValueError(f"model options are for lad, d2sac and sac-mlp; {self.algo} uses RLlib's MLP models")
+        return self
 
     def name(self) -> str:
         if self.run_name:
@@ -117,110 +140,67 @@ def whitelisted_metrics(result: dict) -> dict[str, float]:
     return out
 
 
-# ---- Ray ---------------------------------------------------------------------------------------
-def init_ray(num_cpus: int | None = None):
-    """A local Ray (or the cluster of RAY_ADDRESS); quiet, no usage stats, no dashboard."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    import ray
-    if ray.is_initialized():
-        return ray
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
-    else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
-    return ray
+# ---- what callbacks see ------------------------------------------------------------------------
+@dataclass
+class TrainProgress:
+    """Where a run is, after an iteration."""
+    iteration: int
+    episodes: int
+    episodes_total: int
+    decisions: int
+    decisions_expected: float       # the run's decisions when all its episodes are done
+    elapsed_s: float                # this process's wall time on the run
+    last10: float | None            # mean delay (s) or reward per decision of the last 10 episodes
+    last10_is_delay: bool
 
 
-# ---- episode bookkeeping of the RLlib baselines -------------------------------------------------
-# (mean reward per decision, decisions) of every episode RLlib's stock env runners finished in
-# this process (the local runner, num_env_runners=0): RLlib's own metrics only report windowed
-# means, and a reduce=None list turned out to re-report earlier episodes. Remote runners'
-# episodes are counted, not logged.
-FINISHED_EPISODES: list[tuple[float, int]] = []
+class TrainingCallbacks:
+    """How a run is recorded. Every hook does nothing unless overridden; `state` is the run's
+    `run.json` (a callback may keep what it needs to resume there, e.g. its run id)."""
 
+    def on_start(self, cfg: TrainConfig, scenario_config, state: dict, resumed_from: int | None) -> None:
+        pass
 
-def baseline_callbacks():
-    from ray.rllib.callbacks.callbacks import RLlibCallback
+    def on_iteration(self, progress: TrainProgress, metrics: dict[str, float]) -> None:
+        pass
 
-    class EpisodeDelay(RLlibCallback):
-        """Per-episode mean reward per decision, summed over the chunks RLlib cuts an episode
-        into: every `sample()` returns only the steps since the previous one, and
-        `on_episode_end` sees the last chunk alone (a 30,000-decision dedgeai episode then
-        looked like its last few hundred decisions, the most loaded ones)."""
+    def on_message(self, message: str) -> None:
+        pass
 
-        def __init__(self):
-            super().__init__()
-            self.open: dict[str, list[float]] = {}     # episode id -> [return, decisions]
+    def on_end(self, result: dict, run_dir: Path) -> None:
+        """The run is done: `result` is train()'s return value (a callback may add keys)."""
 
-        def on_sample_end(self, *, samples, **kwargs):
-            for chunk in samples:
-                total = self.open.setdefault(chunk.id_, [0.0, 0])
-                total[0] += float(chunk.get_return())
-                total[1] += len(chunk)
-                if chunk.is_done:
-                    episode_return, decisions = self.open.pop(chunk.id_)
-                    FINISHED_EPISODES.append((episode_return / max(decisions, 1), decisions))
-
-    return EpisodeDelay
-
-
-class EpisodeBook:
-    """Completed episodes in order, from our algorithms (exact) or RLlib's (via the callback)."""
-
-    def __init__(self, algo, delay_is_reward: bool):
-        self.algo, self.delay_is_reward = algo, delay_is_reward
-        self.ours = hasattr(algo, "episodes")
-        self.extra: list[dict] = []
-
-    @property
-    def episodes(self) -> list[dict]:
-        return self.algo.episodes if self.ours else self.extra
-
-    def update(self, result: dict) -> None:
-        if self.ours:
-            return
-        values = list(FINISHED_EPISODES)
-        FINISHED_EPISODES.clear()
-        lifetime = _get(result, ("env_runners", "num_episodes_lifetime"))
-        if lifetime is not None:
-            # episodes finished before a resume, or on remote runners: counted, value unknown
-            for _ in range(int(lifetime) - len(self.extra) - len(values)):
-                self.extra.append({"episode": len(self.extra) + 1})
-        for v, decisions in values:
-            rec = {"episode": len(self.extra) + 1, "mean_reward": float(v), "decisions": int(decisions)}
-            if self.delay_is_reward:
-                rec["mean_delay_s"] = -float(v)
-            self.extra.append(rec)
+    def on_failure(self, error: BaseException) -> None:
+        pass
 
 
 # ---- the loop ----------------------------------------------------------------------------------
-def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[str], None] | None = None) -> dict:
+def train(cfg: TrainConfig, resume: bool = False, callbacks: Iterable[TrainingCallbacks] = ()) -> dict:
     """Train (or resume) and return the `aigc-edge train --json` figures."""
     import torch
     torch.set_num_threads(1)
-    from envs import tracking
-    from envs.scenarios import load_scenario, scenario_name
-    from policies.algorithms import DIFFUSION_ALGOS, algorithm_config
+    from envs.scenarios import load_scenario, make_core, scenario_name
+    from policies.baselines.episodes import EpisodeBook, baseline_callbacks
+    from policies.registry import algorithm_config
+    from policies.tracking import checkpoints_dir
 
-    say = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    callbacks = list(callbacks)
     scen = load_scenario(cfg.scenario, cfg.scenario_overrides)
     scenario = scenario_name(scen)
+    ours = algorithm(cfg.algo).ours
     # Config errors surface here, before anything of an earlier run is touched.
     env_config = {"scenario": cfg.scenario, "overrides": list(cfg.scenario_overrides), "seed": cfg.seed}
     algo_cfg = algorithm_config(cfg.algo, env_config, num_envs=cfg.num_envs,
                                 num_env_runners=cfg.num_env_runners, seed=cfg.seed,
                                 training=cfg.training, model=cfg.model)
-    run_dir = tracking.checkpoints_dir() / cfg.name()
+    run_dir = checkpoints_dir() / cfg.name()
     algo_dir, state_file = run_dir / "algo", run_dir / "run.json"
     state: dict = json.loads(state_file.read_text()) if (resume and state_file.is_file()) else {}
     if not resume and run_dir.exists():
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    init_ray(cfg.num_cpus)
-    if cfg.algo in DIFFUSION_ALGOS:
+    if ours:
         # Start exactly `episodes` episodes (split over the runners), so the run ends when they
         # finish and no episode is cut short or left out of the numbering.
         algo_cfg.training(episode_budget=-(-cfg.episodes // max(1, cfg.num_env_runners)))
@@ -237,23 +217,16 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[str], None
         # RLlib's stock env runners restart their envs' episode streams on a resume (ours
         # continue theirs): a run's episodes can be replayed only knowing where it resumed.
         state["resumed_at"] = state.get("resumed_at", []) + [resumed_from]
-        say(f"resumed {cfg.name()} from {algo_dir}: {resumed_from} episodes done")
+        for c in callbacks:
+            c.on_message(f"resumed {cfg.name()} from {algo_dir}: {resumed_from} episodes done")
+    state["name"] = cfg.name()
+    for c in callbacks:
+        c.on_start(cfg, scen, state, resumed_from)
 
-    mlflow = tracking.configure_mlflow()
-    from mlflow.entities import Metric
-    client = mlflow.MlflowClient()
-    run_id = state.get("run_id")
-    config_dict = {"train": cfg.model_dump(mode="json"), "scenario_config": scen.model_dump(mode="json")}
-    if run_id:
-        run_ctx = mlflow.start_run(run_id=run_id)
-    else:
-        run_ctx = tracking.tracked_run(tracking.EXPERIMENT_TRAIN, config_dict, seed=cfg.seed,
-                                       run_name=cfg.name(), tags={"algo": cfg.algo, "scenario": scenario})
+    expected = cfg.episodes * make_core(scen, 1, 0).mean_episode_decisions()
     started = time.monotonic()
     wall_before = float(state.get("wall_s", 0.0))
-    with run_ctx as run:
-        run_id = run.info.run_id
-        state.update({"run_id": run_id, "name": cfg.name()})
+    try:
         last_ckpt = time.monotonic()
         iteration = int(state.get("iterations", 0))
         while len(book.episodes) < cfg.episodes:
@@ -261,33 +234,29 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[str], None
             book.update(result)
             iteration += 1
             metrics = whitelisted_metrics(result)
-            recent = [e for e in book.episodes[-10:]]
+            recent = book.episodes[-10:]
             if recent and not book.ours:
                 metrics["charts/episodes"] = len(book.episodes)
                 delays = [e["mean_delay_s"] for e in recent if "mean_delay_s" in e]
                 if delays:
                     metrics["charts/mean_delay_last10_s"] = float(np.mean(delays))
-            now = int(time.time() * 1000)
-            client.log_batch(run_id, metrics=[Metric(k, v, now, iteration) for k, v in metrics.items()])
-            if iteration % 10 == 0:
-                say(f"[{cfg.name()}] iter {iteration}: {len(book.episodes)}/{cfg.episodes} episodes, "
-                    f"last-10 mean delay {metrics.get('charts/mean_delay_last10_s', float('nan')):.2f} s, "
-                    f"{time.monotonic() - started:.0f} s")
+            progress = _progress(cfg, book, algo, result, iteration, expected, time.monotonic() - started)
+            for c in callbacks:
+                c.on_iteration(progress, metrics)
             if time.monotonic() - last_ckpt >= cfg.checkpoint_every_s:
                 _checkpoint(algo, algo_dir, state, state_file, book, iteration,
                             wall_before + time.monotonic() - started)
                 last_ckpt = time.monotonic()
             if cfg.max_wall_s and time.monotonic() - started > cfg.max_wall_s:
-                say(f"[{cfg.name()}] stopping at max_wall_s={cfg.max_wall_s}")
+                for c in callbacks:
+                    c.on_message(f"[{cfg.name()}] stopping at max_wall_s={cfg.max_wall_s}")
                 break
         wall_s = wall_before + time.monotonic() - started
         _checkpoint(algo, algo_dir, state, state_file, book, iteration, wall_s)
         episodes = book.episodes[:cfg.episodes]
-        curve = _write_curve(run_dir, episodes, scen, cfg)
-        mlflow.log_artifact(str(curve), "plots")
-        mlflow.log_artifact(str(run_dir / "episodes.csv"), "plots")
+        _write_curve(run_dir, episodes, scen, cfg)
         result = {"scenario": scenario, "algo": cfg.algo, "episodes": len(book.episodes),
-                  "wall_s": round(wall_s, 2), "checkpoint": str(algo_dir), "run_id": run_id}
+                  "wall_s": round(wall_s, 2), "checkpoint": str(algo_dir), "iterations": iteration}
         last = episodes[-10:]
         if last and scen.scenario == "dedgeai":
             result["final_mean_delay_s"] = float(np.nanmean([e.get("mean_delay_s", np.nan) for e in last]))
@@ -296,20 +265,33 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[str], None
         if resumed_from is not None:
             result["resumed_from_episode"] = resumed_from
             result["resumed_at"] = state["resumed_at"]
-        client.log_batch(run_id, metrics=[Metric(f"final/{k}", float(v), int(time.time() * 1000), iteration)
-                                          for k, v in result.items()
-                                          if k.startswith("final_") or k == "wall_s"])
-        if cfg.algo in DIFFUSION_ALGOS:
-            policy_dir = export_policy(algo, run_dir / "policy", scen, cfg)
-            mlflow.log_artifacts(str(policy_dir), "policy")
-            result["policy"] = str(policy_dir)
-            if cfg.register_policy:
-                result["model_uri"] = _register(mlflow, client, run_id, scenario)
-    algo.stop()
+        if ours:
+            result["policy"] = str(export_policy(algo, run_dir / "policy", scen, cfg))
+        for c in callbacks:
+            c.on_end(result, run_dir)
+        state_file.write_text(json.dumps(state))          # what the callbacks kept, for a resume
+    except BaseException as error:
+        for c in callbacks:
+            c.on_failure(error)
+        raise
+    finally:
+        algo.stop()
     return result
 
 
-def _checkpoint(algo, algo_dir: Path, state: dict, state_file: Path, book: EpisodeBook,
+def _progress(cfg: TrainConfig, book, algo, result: dict, iteration: int, expected: float,
+              elapsed_s: float) -> TrainProgress:
+    decisions = algo.decisions if book.ours else _get(result, ("env_runners", "num_env_steps_sampled_lifetime"))
+    recent = book.episodes[-10:]
+    delays = [e["mean_delay_s"] for e in recent if "mean_delay_s" in e]
+    rewards = [e["mean_reward"] for e in recent if "mean_reward" in e]
+    last10 = float(np.mean(delays)) if delays else (float(np.mean(rewards)) if rewards else None)
+    return TrainProgress(iteration=iteration, episodes=len(book.episodes), episodes_total=cfg.episodes,
+                         decisions=int(decisions or 0), decisions_expected=expected, elapsed_s=elapsed_s,
+                         last10=last10, last10_is_delay=bool(delays))
+
+
+def _checkpoint(algo, algo_dir: Path, state: dict, state_file: Path, book,
                 iteration: int, wall_s: float) -> None:
     """Write the RLlib checkpoint beside the last one, then swap: a kill never leaves half of one."""
     tmp = algo_dir.with_name("algo.tmp")
@@ -374,20 +356,3 @@ def export_policy(algo, folder: Path, scen, cfg: TrainConfig) -> Path:
     module = algo.learner_group._learner.module["default_policy"]
     return write_artifact(folder, module=module, config=scen, algorithm=cfg.algo,
                           training_config=cfg.model_dump(mode="json"), lad_store=algo.lad_store())
-
-
-def _register(mlflow, client, run_id: str, scenario: str) -> str:
-    from envs.tracking import CHAMPION_ALIAS, policy_model_name
-
-    from mlflow.exceptions import MlflowException
-
-    name = policy_model_name(scenario)
-    try:
-        client.create_registered_model(name, description="aigc-edge policy artifacts (policy_spec.json + RLModule)")
-    except MlflowException:
-        pass  # already registered
-    # The artifact is a folder, not an MLflow-flavoured model: register its artifact location.
-    source = mlflow.get_artifact_uri("policy")
-    version = client.create_model_version(name, source=source, run_id=run_id)
-    client.set_registered_model_alias(name, CHAMPION_ALIAS, version.version)
-    return f"models:/{name}@{CHAMPION_ALIAS}"

@@ -1,15 +1,17 @@
 """`aigc-edge bench generator`: ms per denoising step of every exit plan at batch 1 and 16, in one process.
 
 Ratios against the plan `full` measured in the same process are what to read on a noisy machine.
-(`bench router` belongs to the Ray Serve app and is not defined here yet.)
 """
 from __future__ import annotations
 
+import sys
 import time
 
 import torch
 
-from cluster.output import progress
+
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def bench_generator(args) -> dict:

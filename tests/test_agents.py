@@ -68,12 +68,12 @@ def _transitions(k: int, n_agents: int = 3, demo: bool = False) -> dict:
             "next_obs": np.zeros((k, 2), np.float32), "act": agent.astype(np.int64),
             "rew": agent.astype(np.float32), "done": np.zeros(k, bool), "agent": agent,
             "prior": np.zeros((k, 4), np.float32), "next_prior": np.zeros((k, 4), np.float32),
-            "demo": np.full(k, demo)}
+            "by_source": np.full(k, demo)}
 
 
 def test_replay_groups_rows_by_agent():
-    from policies.algorithms import TransitionReplay
-    from policies.rllib_modules import AGENT
+    from policies.sac.replay import TransitionReplay
+    from policies.sac.module import AGENT
 
     rp = TransitionReplay(3, 100, obs_dim=2, n_actions=4, seed=0)
     rp.add(_transitions(30))
@@ -86,24 +86,28 @@ def test_replay_groups_rows_by_agent():
 
 
 def test_kept_demonstrations_are_a_fixed_share_of_every_agents_rows():
-    """training.demo_batch_share: demonstrations kept apart fill that share of each agent's
-    rows of each minibatch (all of them until the agent's own buffer is ready, none once lost)."""
-    from policies.algorithms import TransitionReplay
-    from policies.rllib_modules import AGENT, DEMO
+    """training.demonstrations.batch_share: demonstrations kept apart fill that share of each
+    agent's rows of each minibatch (all of them until the agent's own buffer is ready, none once lost)."""
+    from policies.extensions.demonstrations import KeptDemonstrations
+    from policies.sac.module import AGENT, BY_SOURCE
+    from policies.sac.replay import TransitionReplay
 
-    own = TransitionReplay(3, 100, obs_dim=2, n_actions=4, seed=0)
-    kept = TransitionReplay(3, 100, obs_dim=2, n_actions=4, seed=1)
-    kept.add(_transitions(60, demo=True))
-    only_kept = own.sample(m=8, k=2, kept=kept, kept_share=0.25)
-    assert only_kept[DEMO].all()
-    own.add(_transitions(60))
-    batch = own.sample(m=8, k=2, kept=kept, kept_share=0.25)
-    blocks = batch[DEMO].reshape(2, 3, 8)
+    def replay(seed):
+        return TransitionReplay(3, 100, obs_dim=2, n_actions=4, seed=seed)
+
+    buffers = KeptDemonstrations(replay(0), replay(1), batch_share=0.25)
+    buffers.add(_transitions(60, demo=True))
+    assert buffers.kept.size.sum() == 60 and buffers.own.size.sum() == 0     # kept apart
+    only_kept = buffers.sample(m=8, k=2)
+    assert only_kept[BY_SOURCE].all()
+    buffers.add(_transitions(60))
+    batch = buffers.sample(m=8, k=2)
+    blocks = batch[BY_SOURCE].reshape(2, 3, 8)
     assert (blocks.sum(-1) == 2).all()                        # 2 of every agent's 8 rows
     assert (batch["obs"][:, 0] == batch[AGENT]).all()         # still grouped by agent
-    assert (batch["obs"][:, 1] == batch[DEMO]).all()          # each row is what it says
-    lost = TransitionReplay(3, 100, obs_dim=2, n_actions=4, seed=1)   # after a resume
-    assert not own.sample(m=8, k=1, kept=lost, kept_share=0.25)[DEMO].any()
+    assert (batch["obs"][:, 1] == batch[BY_SOURCE]).all()     # each row is what it says
+    lost = KeptDemonstrations(buffers.own, replay(1), batch_share=0.25)   # after a resume
+    assert not lost.sample(m=8, k=1)[BY_SOURCE].any()
 
 
 def _small_scenario(*extra):
@@ -114,7 +118,7 @@ def _small_scenario(*extra):
 def _module_for(config, algo_start="prior", n_agents=1, **model):
     import gymnasium as gym
     from envs.scenarios import make_core
-    from policies.rllib_modules import DiffusionSACModule
+    from policies.sac.module import DiffusionSACModule
 
     core = make_core(config, 1, 0)
     return DiffusionSACModule(
@@ -209,11 +213,14 @@ def test_per_action_network_scores_every_action_with_one_function():
 
 def test_model_options_are_checked_before_anything_runs():
     from envs.config import ConfigError
-    from policies.algorithms import algorithm_config
+    from policies.options import ModelOptions
+    from policies.registry import algorithm_config
+    from policies.sac.config import per_action_columns_for
 
     cases = [
-        ("dedgeai-corrected", ["form=shared"], {"network": "graph"}, r"model.network must be one of flat, per-action"),
-        ("dedgeai-corrected", ["form=shared"], {"hiden": 8}, r"model.hiden is not a model option"),
+        ("dedgeai-corrected", ["form=shared"], {"network": "graph"}, r"model.network: Input should be 'flat' or 'per-action'"),
+        ("dedgeai-corrected", ["form=shared"], {"hiden": 8}, r"model.hiden: unknown key \(did you mean hidden"),
+        ("dedgeai-corrected", ["form=shared"], {"beta_min": 2.0, "beta_max": 1.0}, r"beta_max \(1.0\) must be > beta_min"),
         ("dedgeai", ["form=multi-agent"], {"network": "per-action"}, r"needs the shared form \(this scenario has 20"),
         ("collab-exit", [], {"network": "per-action"}, r"the collab-exit layout has none"),
     ]
@@ -221,10 +228,9 @@ def test_model_options_are_checked_before_anything_runs():
         with pytest.raises(ConfigError, match=message):
             algorithm_config("sac-mlp", {"scenario": scenario, "overrides": overrides}, num_envs=1, model=model)
     from envs.observation import ObservationLayout, ObsField
-    from policies.algorithms import checked_model
     three_servers = ObservationLayout("toy", (ObsField("queue", 3, 1.0, per_action=True),))
     with pytest.raises(ConfigError, match=r"fields have \[3\], the scenario 4 actions"):
-        checked_model({"network": "per-action"}, three_servers, n_agents=1, n_actions=4)
+        per_action_columns_for(ModelOptions(network="per-action"), three_servers, n_agents=1, n_actions=4)
     cfg = algorithm_config("d2sac", {"scenario": "dedgeai-corrected", "overrides": ["form=shared"]}, num_envs=1,
                            model={"network": "per-action"})
     assert cfg.rl_module_spec.model_config["per_action_columns"][0] == list(range(2, 22))
@@ -241,7 +247,7 @@ def test_bench_policy_reports_the_cli_keys():
 
 def test_lad_keys_faithful_and_no_slot():
     from envs.scenarios import make_core
-    from policies.algorithms import LadKeys
+    from policies.sac.runner import LadKeys
 
     config = _small_scenario()
     core = make_core(config, 3, 0)
@@ -281,7 +287,8 @@ def test_chain_reuses_the_state_projection_exactly(grouped):
 
 @pytest.mark.parametrize("budget", [7, 2])        # more episodes than copies, and fewer
 def test_runner_starts_exactly_the_budget_and_numbers_by_start(budget):
-    from policies.algorithms import EdgeDecisionRunner, algorithm_config
+    from policies.registry import algorithm_config
+    from policies.sac.runner import EdgeDecisionRunner
 
     env_config = {"scenario": "dedgeai", "overrides": ["n_bs=4", "slots=3", "max_tasks=8"], "seed": 3}
     cfg = algorithm_config("d2sac", env_config, num_envs=3, seed=3,
@@ -306,7 +313,8 @@ def test_runner_starts_exactly_the_budget_and_numbers_by_start(budget):
 
 
 def _budget_runner(scenario: str, overrides: list[str], algo: str, num_envs: int, budget: int, seed: int):
-    from policies.algorithms import EdgeDecisionRunner, algorithm_config
+    from policies.registry import algorithm_config
+    from policies.sac.runner import EdgeDecisionRunner
 
     env_config = {"scenario": scenario, "overrides": overrides, "seed": seed}
     cfg = algorithm_config(algo, env_config, num_envs=num_envs, seed=seed, model={"hidden": 8, "critic_hidden": 8})
@@ -329,12 +337,13 @@ def test_training_episodes_are_the_evaluation_episodes_of_the_same_seed(monkeypa
     exactly those episodes."""
     from envs.scenarios import load_scenario
     from policies import evaluation
+    from policies.catalog import make_policy
 
     overrides = ["n_bs=3", "slots=3", "max_tasks=6"]
     by_start = _decisions_by_start(_budget_runner("dedgeai", overrides, "d2sac", num_envs=2, budget=5, seed=11))
 
     config = load_scenario("dedgeai", overrides)
-    greedy = evaluation.resolve_policy("greedy", config)
+    greedy = make_policy("greedy", config)
     for parallel in (32, 2):          # one round of 5, or rounds of 2, 2, 1 on the same core
         monkeypatch.setattr(evaluation, "MAX_PARALLEL_EPISODES", parallel)
         log = evaluation.run_episodes(config, greedy, episodes=5, seed=11)
@@ -362,6 +371,7 @@ def test_greedy_replays_exactly_the_tasks_a_run_decided_in_corrected_mode(monkey
     step by step."""
     from envs.scenarios import load_scenario, make_core
     from policies import evaluation
+    from policies.catalog import make_policy
 
     overrides = ["n_bs=3", "slots=3", "max_tasks=6"]
     runner = _budget_runner("dedgeai-corrected", overrides, "sac-mlp", num_envs=3, budget=7, seed=11)
@@ -370,7 +380,7 @@ def test_greedy_replays_exactly_the_tasks_a_run_decided_in_corrected_mode(monkey
     by_start = _decisions_by_start(runner)
 
     config = load_scenario("dedgeai-corrected", overrides)
-    greedy = evaluation.resolve_policy("greedy", config)
+    greedy = make_policy("greedy", config)
     replay_log: list = []
     monkeypatch.setattr(evaluation, "make_core", lambda *a, **k: _record_steps(make_core(*a, **k), replay_log))
     replayed = evaluation.on_runner_episodes(config, greedy, seed=11, num_envs=3, episodes=7)
@@ -390,7 +400,8 @@ def test_a_resumed_runner_continues_its_episodes_in_flight():
     and episode k is still the k-th the seeded core draws (no replay of the first episodes)."""
     import pickle
 
-    from policies.algorithms import EdgeDecisionRunner, algorithm_config
+    from policies.registry import algorithm_config
+    from policies.sac.runner import EdgeDecisionRunner
 
     env_config = {"scenario": "dedgeai", "overrides": ["n_bs=3", "slots=3", "max_tasks=6"], "seed": 5}
     cfg = algorithm_config("d2sac", env_config, num_envs=2, seed=5, model={"hidden": 8, "critic_hidden": 8})
@@ -425,7 +436,8 @@ def test_a_resumed_lad_runner_gets_its_own_store_back():
     resume does not replace it with another runner's or with the mean the artifact gets."""
     import pickle
 
-    from policies.algorithms import EdgeDecisionRunner, algorithm_config
+    from policies.registry import algorithm_config
+    from policies.sac.runner import EdgeDecisionRunner
 
     env_config = {"scenario": "dedgeai", "overrides": ["n_bs=3", "slots=3", "max_tasks=6"], "seed": 4}
     cfg = algorithm_config("lad", env_config, num_envs=2, seed=4, model={"hidden": 8, "critic_hidden": 8})
@@ -441,15 +453,17 @@ def test_a_resumed_lad_runner_gets_its_own_store_back():
 
 @pytest.mark.parametrize("form", ["shared", "multi-agent"])
 def test_caused_credit_transitions_arrive_once_per_decision_with_the_episodes_return(form):
-    """caused_share > 0: every decision's transition reaches the learner once, `caused_horizon`
+    """training.hindsight_credit: every decision's transition reaches the learner once, `horizon`
     slots after it was taken (before its episode ends), and an episode's credited rewards sum to
     its return (its total -delay)."""
-    from policies.algorithms import EdgeDecisionRunner, algorithm_config
+    from policies.registry import algorithm_config
+    from policies.sac.runner import EdgeDecisionRunner
 
     overrides = ["n_bs=3", "slots=8", "max_tasks=6", f"form={form}"]
     env_config = {"scenario": "dedgeai-corrected", "overrides": overrides, "seed": 2}
     cfg = algorithm_config("sac-mlp", env_config, num_envs=2, seed=2, model={"hidden": 8, "critic_hidden": 8},
-                           training={"caused_share": 0.5, "caused_horizon": 1, "episode_budget": 5})
+                           training={"hindsight_credit": {"share": 0.5, "horizon": 1}})
+    cfg.training(episode_budget=5)
     runner = EdgeDecisionRunner(config=cfg)
     returns, indices, rewards, early = {}, {}, {}, 0
     while runner.active.any():
@@ -464,57 +478,93 @@ def test_caused_credit_transitions_arrive_once_per_decision_with_the_episodes_re
     assert all(sorted(ix) == list(range(len(ix))) for ix in indices.values())
     for ep, total in returns.items():
         assert rewards[ep] == pytest.approx(total, rel=1e-5)
-    assert early > 0 and not runner.awaiting_credit
+    assert early > 0 and not runner.reward_processors[0].awaiting
 
 
 def test_training_options_are_checked_before_anything_runs():
-    """A typo, a number out of range or a credit the scenario lacks: a ConfigError naming the
+    """A typo, a number out of range or an extension the scenario lacks: a ConfigError naming the
     field (the CLI prints it as one line), raised while building the config."""
     from envs.config import ConfigError
-    from policies.algorithms import algorithm_config
+    from policies.registry import algorithm_config
 
+    demo = {"policy": "greedy", "decisions": 5}
     cases = [
-        ("sac-mlp", "dedgeai", {"caused_share": 1.5}, r"training.caused_share must be a number in \[0, 1\], got 1.5"),
-        ("lad", "dedgeai", {"actor_lr": -1}, r"training.actor_lr must be a number > 0, got -1"),
-        ("d2sac", "dedgeai", {"caused_horizon": 2.5}, r"training.caused_horizon must be an integer >= 0, got 2.5"),
-        ("lad", "dedgeai", {"actor_lrr": 1e-3}, r"actor_lrr is not a training option of lad \(did you mean actor_lr"),
+        ("sac-mlp", "dedgeai", {"hindsight_credit": {"share": 1.5}},
+         r"training.hindsight_credit.share: Input should be less than or equal to 1 \(got 1.5\)"),
+        ("lad", "dedgeai", {"actor_lr": -1}, r"training.actor_lr: Input should be greater than 0 \(got -1\)"),
+        ("d2sac", "dedgeai", {"hindsight_credit": {"share": 0.5, "horizon": 2.5}},
+         r"training.hindsight_credit.horizon: Input should be a valid integer"),
+        ("lad", "dedgeai", {"actor_lrr": 1e-3}, r"training.actor_lrr: unknown key \(did you mean actor_lr"),
         ("ppo", "dedgeai", {"lrr": 1e-3}, r"training.lrr is not a training option of ppo \(did you mean lr"),
-        ("sac-mlp", "collab-exit", {"caused_share": 1.0}, r"caused_share > 0 needs.*'collab-exit' has no hindsight"),
-        ("sac-mlp", "dedgeai", {"demo_decisions": 10}, r"training.demo_decisions > 0 needs training.demo_policy"),
-        ("sac-mlp", "dedgeai", {"bc_weight": -1}, r"training.bc_weight must be a number >= 0, got -1"),
-        ("sac-mlp", "dedgeai", {"demo_batch_share": 1.0}, r"training.demo_batch_share must be a number in \[0, 1\)"),
-        ("sac-mlp", "dedgeai", {"demo_batch_share": 0.2}, r"demo_batch_share > 0 needs training.demo_decisions"),
-        ("sac-mlp", "dedgeai", {"demo_policy": "best"}, r"training.demo_policy 'best' is neither size-split"),
-        ("sac-mlp", "dedgeai", {"demo_policy": "size-split:x"}, r"must look like size-split:THETA\[:COVER\]"),
-        ("sac-mlp", "dedgeai", {"demo_policy": "size-split:100"}, r"size-split:100'.*choose a smaller theta"),
-        ("sac-mlp", "collab-exit", {"demo_policy": "size-split:1.5"}, r"defined for dedgeai only"),
-        ("sac-mlp", "dedgeai", {"demo_policy": "greedy", "demo_decisions": 5, "random_decisions": 5},
-         r"demo_decisions and training.random_decisions both choose"),
+        ("ppo", "dedgeai", {"lr": 0}, r"training.lr: Input should be greater than 0"),
+        ("sac-mlp", "collab-exit", {"hindsight_credit": {"share": 1.0}},
+         r"training.hindsight_credit needs.*'collab-exit' has no hindsight"),
+        ("sac-mlp", "dedgeai", {"demonstrations": {"decisions": 10}}, r"training.demonstrations.policy: Field required"),
+        ("sac-mlp", "dedgeai", {"demonstrations": {**demo, "bc_weight": -1}},
+         r"training.demonstrations.bc_weight: Input should be greater than or equal to 0"),
+        ("sac-mlp", "dedgeai", {"demonstrations": {**demo, "batch_share": 1.0}},
+         r"training.demonstrations.batch_share: Input should be less than 1"),
+        ("sac-mlp", "dedgeai", {"demonstrations": {**demo, "policy": "best"}},
+         r"training.demonstrations.policy 'best' is not a heuristic"),
+        ("sac-mlp", "dedgeai", {"demonstrations": {**demo, "policy": "size-split:x"}},
+         r"must look like size-split:THETA\[:COVER\]"),
+        ("sac-mlp", "dedgeai", {"demonstrations": {**demo, "policy": "size-split:100"}},
+         r"size-split:100.*choose a smaller theta"),
+        ("sac-mlp", "collab-exit", {"demonstrations": {**demo, "policy": "size-split:1.5"}}, r"defined for dedgeai only"),
+        ("sac-mlp", "dedgeai", {"demonstrations": demo, "random_decisions": 5},
+         r"training.demonstrations and training.random_decisions both choose"),
     ]
     for algo, scenario, training, message in cases:
         with pytest.raises(ConfigError, match=message):
             algorithm_config(algo, {"scenario": scenario}, num_envs=1, training=training)
-    ok = algorithm_config("sac-mlp", {"scenario": "dedgeai"}, training={"caused_share": 0.5, "gamma": 0.9})
-    assert ok.caused_share == 0.5 and ok.gamma == 0.9
+    ok = algorithm_config("sac-mlp", {"scenario": "dedgeai"}, training={"hindsight_credit": {"share": 0.5}, "gamma": 0.9})
+    assert ok.options.hindsight_credit.share == 0.5 and ok.gamma == 0.9 and ok.options.demonstrations is None
 
 
 def test_demonstrated_transitions_carry_the_demonstrators_actions_and_say_so():
-    """training.demo_policy: while `demo_actions` is on, the demonstrator acts (here `local`: each
+    """training.demonstrations: while its source acts, the demonstrator decides (here `local`: each
     task stays at its own BS) and every transition it opened is marked; the module's are not."""
-    from policies.algorithms import EdgeDecisionRunner, algorithm_config
+    from policies.registry import algorithm_config
+    from policies.sac.runner import EdgeDecisionRunner
 
     overrides = ["n_bs=4", "slots=4", "max_tasks=6", "form=shared"]
     env_config = {"scenario": "dedgeai-corrected", "overrides": overrides, "seed": 5}
     cfg = algorithm_config("sac-mlp", env_config, num_envs=2, seed=5, model={"hidden": 8, "critic_hidden": 8},
-                           training={"demo_policy": "local", "demo_decisions": 30})
+                           training={"demonstrations": {"policy": "local", "decisions": 30}})
     runner = EdgeDecisionRunner(config=cfg)
     own_bs = lambda data: runner.core.layout.field(data["obs"], "bs_onehot").argmax(1)
 
-    demonstrated = runner.sample(num_timesteps=30, demo_actions=True)
-    assert demonstrated["demo"].all() and len(demonstrated["act"]) > 0
+    demonstrated = runner.sample(num_timesteps=30, source="demo")
+    assert demonstrated["by_source"].all() and len(demonstrated["act"]) > 0
     np.testing.assert_array_equal(demonstrated["act"], own_bs(demonstrated))
     still_open = int(runner.p_open.sum())            # demonstrated decisions not closed yet
     own = runner.sample(num_timesteps=60)
-    assert own["demo"].sum() == still_open
-    np.testing.assert_array_equal(own["act"][own["demo"]], own_bs(own)[own["demo"]])
-    assert (own["act"][~own["demo"]] != own_bs(own)[~own["demo"]]).any()   # the module's own choices
+    marked = own["by_source"]
+    assert marked.sum() == still_open
+    np.testing.assert_array_equal(own["act"][marked], own_bs(own)[marked])
+    assert (own["act"][~marked] != own_bs(own)[~marked]).any()   # the module's own choices
+    with pytest.raises(ValueError, match="no action source 'reuse'"):
+        runner.sample(num_timesteps=5, source="reuse")
+
+
+def test_a_policy_trained_on_another_exit_profile_is_refused(tmp_path, profile_override):
+    """The artifact records the digest of the ExitProfile its scenario was built from: the same
+    profile loads, a re-measured one (other ms per step) is refused, naming both digests."""
+    import json
+
+    from envs.profile import load_profile, save_profile
+    from envs.scenarios import load_scenario
+    from policies.artifact import PolicySpecMismatch, load_policy, write_artifact
+
+    config = load_scenario("collab-exit/urban", profile_override)
+    module, core = _module_for(config, "noise")
+    write_artifact(tmp_path / "p", module=module, config=config, algorithm="d2sac", training_config={})
+    spec = json.loads((tmp_path / "p" / "policy_spec.json").read_text())
+    assert spec["profile_hash"] == core.profile.digest()
+    assert load_policy(str(tmp_path / "p"), config).decide(core.observe()).shape == (1,)
+    remeasured = load_profile(profile_override[0].split("=", 1)[1])
+    remeasured.plans[0].ms_per_step_b1 *= 1.5
+    save_profile(remeasured, tmp_path / "remeasured.json")
+    other = load_scenario("collab-exit/urban", [f"profile={tmp_path / 'remeasured.json'}"])
+    with pytest.raises(PolicySpecMismatch, match=f"generator profile: policy {core.profile.digest()}"):
+        load_policy(str(tmp_path / "p"), other)

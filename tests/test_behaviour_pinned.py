@@ -23,11 +23,11 @@ CASES = {
     "d2sac": dict(algo="d2sac", overrides=TINY, training={}, model={}),
     "lad-multi-agent": dict(algo="lad", overrides=TINY + ["form=multi-agent"], training={}, model={}),
     "sac-mlp-per-action-credit": dict(algo="sac-mlp", overrides=TINY + ["mode=corrected"],
-                                      training={"caused_share": 1.0, "caused_horizon": 1},
+                                      training={"hindsight_credit": {"share": 1.0, "horizon": 1}},
                                       model={"network": "per-action"}),
     "d2sac-demos": dict(algo="d2sac", overrides=TINY,
-                        training={"demo_policy": "local", "demo_decisions": 120, "demo_pretrain_updates": 20,
-                                  "demo_batch_share": 0.25, "demo_cql_weight": 1.0}, model={}),
+                        training={"demonstrations": {"policy": "local", "decisions": 120, "pretrain_updates": 20,
+                                                     "batch_share": 0.25, "cql_weight": 1.0}}, model={}),
 }
 PINNED = {
     'lad': {
@@ -66,7 +66,7 @@ def ray_session():
 def test_same_seed_same_episodes_and_losses_as_before_the_restructuring(ray_session, case):
     import torch
 
-    from policies.algorithms import algorithm_config
+    from policies.registry import algorithm_config
 
     torch.set_num_threads(1)
     c, want = CASES[case], PINNED[case]

@@ -8,15 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-RUNS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "agents" / "runs"
-# A finished run of our runner on the shared form (10 vectorised copies), kept in the repo.
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+# The first episodes of a finished run of our runner on the shared form (10 vectorised copies).
 JOB = "shared-lad-s0"
 
 
 @pytest.mark.slow
 def test_unfinished_run_is_paired_with_greedy_on_its_own_episodes(benchmark_script, isolated_home, capsys):
     bench = benchmark_script("run")
-    saved = json.loads((RUNS / f"{JOB}.json").read_text())
+    saved = json.loads((FIXTURES / f"agents_run_{JOB}.json").read_text())
     # The first 10 episodes as a checkpoint holds them after one round of the 10 copies.
     state = isolated_home / "checkpoints" / f"bench-{JOB}" / "run.json"
     state.parent.mkdir(parents=True)

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from envs.credit import PlacementLedger
 from envs.dedgeai import DedgeaiConfig, DedgeaiCore, caused_wait
 from envs.scenarios import load_scenario, make_core
 from policies.evaluation import evaluate
@@ -155,8 +156,7 @@ def fifo_reference_credit(slot, server, work, capacity, n_slots, horizon):
 @pytest.mark.parametrize("mode", ["faithful", "corrected"])
 def test_hindsight_credit_matches_fifo_queues_and_keeps_each_episodes_total(mode):
     config = DedgeaiConfig(mode=mode, slots=7, max_tasks=8, n_bs=4, capacities=[3.0, 5.0, 8.0, 12.0])
-    core = DedgeaiCore(config, num_envs=2, seed=3)
-    core.record_placements()
+    core = PlacementLedger(DedgeaiCore(config, num_envs=2, seed=3))
     rng = np.random.default_rng(0)
     waits, total, credited, midway = [[], []], np.zeros(2), {}, {}
     while len(credited) < 2:
@@ -199,10 +199,18 @@ def test_hindsight_credit_matches_fifo_queues_and_keeps_each_episodes_total(mode
     assert not np.allclose(rewards[exact:], credited[0][1.0, 1][0][exact:len(rewards)])
 
 
-def test_credit_needs_the_ledger_and_other_scenarios_say_they_have_none():
-    core = DedgeaiCore(DedgeaiConfig(slots=3), num_envs=1, seed=0)
-    with pytest.raises(RuntimeError, match="record_placements"):
-        core.credited_rewards(0, 1.0, 2)
+def test_only_dedgeai_has_hindsight_credit_and_the_ledger_travels_in_snapshots():
     other = make_core(load_scenario("collab-exit"), 1, 0)
     with pytest.raises(NotImplementedError, match="collab-exit"):
-        other.record_placements()
+        PlacementLedger(other)
+    core = PlacementLedger(DedgeaiCore(DedgeaiConfig(slots=3, n_bs=3, max_tasks=4), num_envs=2, seed=0))
+    for _ in range(5):
+        core.step(np.array([0, 1]))
+    snapshot = core.get_state()
+    twin = PlacementLedger(DedgeaiCore(DedgeaiConfig(slots=3, n_bs=3, max_tasks=4), num_envs=2, seed=9))
+    twin.set_state(snapshot)
+    for name in core.ledger:
+        np.testing.assert_array_equal(twin.ledger[name], core.ledger[name])
+    np.testing.assert_array_equal(twin.credited_rewards(1, 1.0, 2), core.credited_rewards(1, 1.0, 2))
+    core.reset(np.array([True, False]))
+    assert core.ledger["n"].tolist() == [0, 5]

@@ -209,7 +209,7 @@ def test_frechet_distance_is_zero_for_one_set_and_grows_with_a_shift():
 def test_cli_quick_train_then_profile_sample_and_bench(tmp_path, isolated_home, capsys):
     """`generator train --quick` logs to MLflow and registers the champion; profile/sample/bench use it."""
     from cluster.cli import main
-    from envs import tracking
+    from policies import tracking
 
     model = tmp_path / "model"
     code = main(["generator", "train", "--quick", "--out", str(model), "--json",

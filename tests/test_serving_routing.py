@@ -137,12 +137,12 @@ def test_loadtest_summary_counts_late_rejected_failed():
 
 def test_numpy_policy_takes_the_same_actions_as_the_torch_artifact():
     from envs.scenarios import load_scenario
-    from policies.evaluation import resolve_policy
+    from policies.catalog import make_policy
     from serving.app.numpy_policy import NumpyPerActionPolicy
 
     d = decider("learned", DEFAULT_POLICY)
     assert isinstance(d.active.policy, NumpyPerActionPolicy)
-    torch_policy = resolve_policy(DEFAULT_POLICY, load_scenario("serve-sim"), 0)
+    torch_policy = make_policy(DEFAULT_POLICY, load_scenario("serve-sim"), 0)
     core = make_core(load_scenario("serve-sim", ["load=[0.9, 0.9]"]), 64, seed=4)
     agree = total = 0
     for _ in range(30):

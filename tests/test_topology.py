@@ -8,7 +8,8 @@ from envs.config import ConfigError
 from envs.scenarios import load_scenario, make_core
 from envs.serve_sim import NodeView
 from envs.topology import load_topology
-from policies.evaluation import resolve_policy, run_episodes
+from policies.catalog import make_policy
+from policies.evaluation import run_episodes
 
 
 def test_default_topology_is_heterogeneous():
@@ -71,6 +72,6 @@ def test_heuristics_run_on_serve_sim_and_greedy_is_best():
     cfg = load_scenario("serve-sim")
     delays = {}
     for name in ("greedy", "least-loaded", "round-robin", "random"):
-        log = run_episodes(cfg, resolve_policy(name, cfg, 0), 8, seed=1)
+        log = run_episodes(cfg, make_policy(name, cfg, 0), 8, seed=1)
         delays[name] = float(np.concatenate(log.delays).mean())
     assert delays["greedy"] < delays["least-loaded"] < delays["round-robin"]

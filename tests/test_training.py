@@ -26,22 +26,30 @@ def ray_session():
     ray.shutdown()
 
 
+def tracked():
+    """How the CLI records a run: an MLflow run that registers the policy."""
+    from policies.tracking import MlflowTrainingRecorder
+    return [MlflowTrainingRecorder()]
+
+
 def _cfg(**kw):
     from policies.training import TrainConfig
     base = dict(scenario="dedgeai", scenario_overrides=TINY, algo="lad", episodes=4, num_envs=2,
                 training=FAST, model={"hidden": 32, "critic_hidden": 32}, checkpoint_every_s=0.5)
     base.update(kw)
+    if base["algo"] in ("ppo", "dqn", "sac"):          # RLlib's own: its MLP models
+        base.pop("model")
     return TrainConfig(**base)
 
 
 @pytest.mark.slow
 def test_train_registers_a_champion_that_evaluate_loads(ray_session):
-    from envs.tracking import configure_mlflow
     from envs.scenarios import load_scenario
+    from policies.tracking import configure_mlflow
     from policies.evaluation import evaluate
     from policies.training import train
 
-    result = train(_cfg(), progress=lambda m: None)
+    result = train(_cfg(), callbacks=tracked())
     assert result["episodes"] == 4 and result["algo"] == "lad"
     assert np.isfinite(result["final_mean_delay_s"])
     assert os.path.isdir(result["checkpoint"])
@@ -65,7 +73,7 @@ def test_per_action_networks_train_and_their_artifact_loads(ray_session):
 
     overrides = [*TINY, "mode=corrected", "form=shared"]
     result = train(_cfg(algo="d2sac", scenario_overrides=overrides, register_policy=False,
-                        model={"network": "per-action", "hidden": 16, "critic_hidden": 16}), progress=lambda m: None)
+                        model={"network": "per-action", "hidden": 16, "critic_hidden": 16}), callbacks=tracked())
     spec = json.loads((Path(result["policy"]) / "policy_spec.json").read_text())
     assert spec["model_config"]["network"] == "per-action"
     assert len(spec["model_config"]["per_action_columns"]) == 3      # queue, placed, arrival BS
@@ -79,14 +87,14 @@ def test_per_action_networks_train_and_their_artifact_loads(ray_session):
 def test_resume_continues_the_episode_count_and_the_run(ray_session):
     from policies.training import train
 
-    first = train(_cfg(algo="d2sac", episodes=2, run_name="resume-me"), progress=lambda m: None)
-    second = train(_cfg(algo="d2sac", episodes=5, run_name="resume-me"), resume=True, progress=lambda m: None)
+    first = train(_cfg(algo="d2sac", episodes=2, run_name="resume-me"), callbacks=tracked())
+    second = train(_cfg(algo="d2sac", episodes=5, run_name="resume-me"), resume=True, callbacks=tracked())
     assert first["episodes"] == 2 and second["resumed_from_episode"] == 2
     assert second["episodes"] == 5                       # exactly the budget: none cut short
     assert second["run_id"] == first["run_id"]
-    third = train(_cfg(algo="d2sac", episodes=6, run_name="resume-me"), resume=True, progress=lambda m: None)
+    third = train(_cfg(algo="d2sac", episodes=6, run_name="resume-me"), resume=True, callbacks=tracked())
     assert third["resumed_at"] == [2, 5]                 # every resume is on record
-    from envs.tracking import checkpoints_dir
+    from policies.tracking import checkpoints_dir
     state = json.loads((checkpoints_dir() / "resume-me" / "run.json").read_text())
     assert state["episodes_done"] == third["episodes"] == 6
     rows = (checkpoints_dir() / "resume-me" / "episodes.csv").read_text().splitlines()
@@ -99,12 +107,12 @@ def test_resume_continues_the_episode_count_and_the_run(ray_session):
 def test_two_remote_runners_share_the_budget_and_resume_with_their_own_episodes(ray_session):
     """num_env_runners=2: each remote runner starts half the episodes (its own seeded stream, its
     own LAD store), a resume continues both, and the artifact gets the mean of their stores."""
-    from envs.tracking import checkpoints_dir
+    from policies.tracking import checkpoints_dir
     from policies.training import train
 
     cfg = dict(num_env_runners=2, run_name="two-runners", register_policy=False)
-    first = train(_cfg(episodes=4, **cfg), progress=lambda m: None)
-    second = train(_cfg(episodes=8, **cfg), resume=True, progress=lambda m: None)
+    first = train(_cfg(episodes=4, **cfg), callbacks=tracked())
+    second = train(_cfg(episodes=8, **cfg), resume=True, callbacks=tracked())
     assert first["episodes"] == 4 and second["resumed_from_episode"] == 4 and second["episodes"] == 8
     rows = (checkpoints_dir() / "two-runners" / "episodes.csv").read_text().splitlines()
     header = rows[0].split(",")
@@ -117,7 +125,7 @@ def test_two_remote_runners_share_the_budget_and_resume_with_their_own_episodes(
 
 @pytest.mark.slow
 def test_remote_runners_act_with_the_learners_latest_weights(ray_session):
-    from policies.algorithms import algorithm_config
+    from policies.registry import algorithm_config
 
     cfg = algorithm_config("d2sac", {"scenario": "dedgeai", "overrides": TINY, "seed": 0}, num_envs=2,
                            num_env_runners=2, model={"hidden": 32, "critic_hidden": 32}, training=FAST)
@@ -144,7 +152,7 @@ def test_faithful_multi_agent_form_trains_independent_agents(ray_session):
     from policies.training import train
 
     result = train(_cfg(scenario_overrides=TINY + ["form=multi-agent"], episodes=2, register_policy=False),
-                   progress=lambda m: None)
+                   callbacks=tracked())
     spec = json.loads(open(os.path.join(result["policy"], "policy_spec.json")).read())
     assert spec["n_agents"] == 4 and spec["form"] == "multi-agent"
 
@@ -156,9 +164,9 @@ def test_rllib_baseline_counts_episodes(ray_session, form):
 
     cfg = _cfg(algo="ppo", episodes=3, scenario_overrides=TINY + [f"form={form}"],
                training={"train_batch_size_per_learner": 256, "minibatch_size": 64, "num_epochs": 1})
-    result = train(cfg, progress=lambda m: None)
+    result = train(cfg, callbacks=tracked())
     assert result["episodes"] >= 3 and np.isfinite(result["final_mean_delay_s"])
-    from envs.tracking import checkpoints_dir
+    from policies.tracking import checkpoints_dir
     csv = (checkpoints_dir() / cfg.name() / "episodes.csv").read_text().splitlines()
     assert len(csv) - 1 == 3 and all(row.split(",")[1] for row in csv[1:])   # each with its delay
     delays = [float(row.split(",")[1]) for row in csv[1:]]
@@ -178,7 +186,7 @@ def test_rllib_replay_baselines_train_one_policy_per_bs(ray_session, algo):
 
     cfg = _cfg(algo=algo, episodes=3, scenario_overrides=TINY + ["form=multi-agent"],
                training={"num_steps_sampled_before_learning_starts": 64})
-    result = train(cfg, progress=lambda m: None)
+    result = train(cfg, callbacks=tracked())
     assert result["episodes"] >= 3 and np.isfinite(result["final_mean_delay_s"])
 
 
@@ -188,8 +196,8 @@ def test_faithful_rllib_replay_evicts_running_turn_based_episodes(ray_session, a
     """RLlib 2.60's multi-agent buffer raised KeyError / ValueError at its first eviction on the
     turn-based env (DQN: ValueError in `_sample_independent` at the second iteration here). A
     buffer smaller than the episodes in flight evicts running ones on every iteration."""
-    from policies.algorithms import algorithm_config
-    from policies.rllib_replay import EvictingTurnBasedReplay
+    from policies.registry import algorithm_config
+    from policies.baselines.replay import EvictingTurnBasedReplay
 
     env_config = {"scenario": "dedgeai", "overrides": ["n_bs=4", "slots=100", "max_tasks=6", "form=multi-agent"]}
     cfg = algorithm_config(algo, env_config, num_envs=2, seed=0,
@@ -226,7 +234,7 @@ def test_rllib_replay_refills_its_buffer_before_learning_on_resume(ray_session, 
     a fresh run's was."""
     from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME
 
-    from policies.algorithms import algorithm_config
+    from policies.registry import algorithm_config
 
     env_config = {"scenario": "dedgeai", "overrides": ["n_bs=4", "slots=20", "max_tasks=6", f"form={form}"]}
     cfg = algorithm_config(algo, env_config, num_envs=2, seed=0,
@@ -262,7 +270,7 @@ def test_rllib_replay_refills_its_buffer_before_learning_on_resume(ray_session, 
 
 def test_faithful_rllib_replay_holds_the_episodes_in_flight():
     from envs.scenarios import load_scenario, make_core
-    from policies.algorithms import algorithm_config
+    from policies.registry import algorithm_config
 
     per_episode = make_core(load_scenario("dedgeai", ["form=multi-agent"]), 1, 0).mean_episode_decisions()
     for algo in ("dqn", "sac"):
@@ -279,7 +287,7 @@ def test_faithful_rllib_replay_iterations_run_on_a_frozen_heap():
     still comes every `full_collection_every`."""
     import gc
 
-    from policies.rllib_replay import TurnBasedDQN, TurnBasedSAC, _FrozenHeapMixin
+    from policies.baselines.replay import TurnBasedDQN, TurnBasedSAC, _FrozenHeapMixin
 
     class Iteration:
         def __init__(self):
@@ -319,19 +327,20 @@ def test_rllib_runs_finish_the_episodes_the_replay_predicts(ray_session, scenari
     decisions of every finished episode (its task count) must be those of the replayed one. In
     dedgeai-corrected even the task counts depend on how the envs were stepped."""
     from envs.scenarios import load_scenario
-    from envs.tracking import checkpoints_dir
-    from policies.evaluation import on_rllib_run_episodes, resolve_policy
+    from policies.tracking import checkpoints_dir
+    from policies.catalog import make_policy
+    from policies.evaluation import on_rllib_run_episodes
     from policies.training import train
 
     overrides = ["n_bs=4", "slots=6", "max_tasks=6"] + (["form=multi-agent"] if form == "multi-agent" else [])
     cfg = _cfg(scenario=scenario, algo="ppo", episodes=30, num_envs=3, seed=7, scenario_overrides=overrides,
                training={"train_batch_size_per_learner": 128, "minibatch_size": 64, "num_epochs": 1})
-    train(cfg, progress=lambda m: None)
+    train(cfg, callbacks=tracked())
     finished = json.loads((checkpoints_dir() / cfg.name() / "run.json").read_text())["episodes"]
     recorded = [e["decisions"] for e in finished]
     assert len(recorded) >= 30 and len(set(recorded)) > 3             # lengths tell episodes apart
     config = load_scenario(scenario, overrides)
-    paired = on_rllib_run_episodes(config, resolve_policy("greedy", config), seed=7, num_envs=3,
+    paired = on_rllib_run_episodes(config, make_policy("greedy", config), seed=7, num_envs=3,
                                    episodes=len(recorded), shared_form=form == "shared")
     assert [p["decisions"] for p in paired] == recorded
 
@@ -341,20 +350,21 @@ def test_a_resumed_rllib_run_replays_each_part_from_the_first_episode(ray_sessio
     """A restored RLlib env runner builds its envs anew, seeded as before: after a resume the run
     plays a fresh run's episodes again, and the replay must pair each part that way."""
     from envs.scenarios import load_scenario
-    from envs.tracking import checkpoints_dir
-    from policies.evaluation import on_rllib_run_episodes, resolve_policy
+    from policies.tracking import checkpoints_dir
+    from policies.catalog import make_policy
+    from policies.evaluation import on_rllib_run_episodes
     from policies.training import train
 
     overrides = ["n_bs=4", "slots=6", "max_tasks=6", "form=multi-agent"]
     kw = dict(algo="ppo", num_envs=3, seed=7, scenario_overrides=overrides, run_name="resume-rllib",
               training={"train_batch_size_per_learner": 128, "minibatch_size": 64, "num_epochs": 1})
-    train(_cfg(episodes=12, **kw), progress=lambda m: None)
-    result = train(_cfg(episodes=30, **kw), resume=True, progress=lambda m: None)
+    train(_cfg(episodes=12, **kw), callbacks=tracked())
+    result = train(_cfg(episodes=30, **kw), resume=True, callbacks=tracked())
     state = json.loads((checkpoints_dir() / "resume-rllib" / "run.json").read_text())
     recorded = [e["decisions"] for e in state["episodes"]]
     assert result["resumed_at"] == state["resumed_at"] and 12 <= state["resumed_at"][0] < len(recorded)
     config = load_scenario("dedgeai", overrides)
-    greedy = resolve_policy("greedy", config)
+    greedy = make_policy("greedy", config)
     paired = on_rllib_run_episodes(config, greedy, seed=7, num_envs=3, episodes=len(recorded),
                                    shared_form=False, resumed_at=state["resumed_at"])
     assert [p["decisions"] for p in paired] == recorded
@@ -375,7 +385,7 @@ def test_whitelisted_metrics_average_the_modules_of_a_multi_agent_run():
 
 
 def test_baseline_episode_delay_sums_the_chunks_of_an_episode():
-    from policies import training
+    from policies.baselines import episodes as training
 
     class Chunk:       # the part of RLlib's episode API the callback reads
         def __init__(self, id_, rewards, done):
@@ -400,27 +410,28 @@ def test_baseline_episode_delay_sums_the_chunks_of_an_episode():
 @pytest.mark.slow
 @pytest.mark.parametrize("kept, cql", [(0.0, 0.0), (0.25, 1.0)])
 def test_demonstrations_pretrain_the_actor_to_imitate_them(ray_session, kept, cql):
-    """training.demo_*: the demonstrator acts first; when its decisions are in, the learner takes
-    `demo_pretrain_updates` extra SGD steps on them, once (the checkpoint says so). Then the
+    """training.demonstrations: the demonstrator acts first; when its decisions are in, the learner
+    takes `pretrain_updates` extra SGD steps on them, once (the checkpoint says so). Then the
     actor picks the demonstrator's action (`local`: each task's own BS) on fresh decisions.
-    Kept apart (`demo_batch_share`), they stay out of the agent's own buffer; with a conservative
-    critic (`demo_cql_weight`) the others' values fall well below the demonstrated action's."""
+    Kept apart (`batch_share`), they stay out of the agent's own buffer; with a conservative
+    critic (`cql_weight`) the others' values fall well below the demonstrated action's."""
     import torch
     from ray.rllib.core.columns import Columns
 
     from envs.scenarios import load_scenario, make_core
-    from policies.algorithms import algorithm_config
-    from policies.rllib_modules import AGENT, DEFAULT_MODEL_CONFIG, PRIOR
+    from policies.registry import algorithm_config
+    from policies.sac.module import AGENT, DEFAULT_MODULE_CONFIG, PRIOR
 
     overrides = TINY + ["form=shared"]
-    training = dict(FAST, demo_policy="local", demo_decisions=200, demo_pretrain_updates=300,
-                    demo_batch_share=kept, demo_cql_weight=cql)
+    training = dict(FAST, demonstrations=dict(policy="local", decisions=200, pretrain_updates=300,
+                                              batch_share=kept, cql_weight=cql))
     cfg = algorithm_config("sac-mlp", {"scenario": "dedgeai-corrected", "overrides": overrides, "seed": 3},
                            num_envs=2, seed=3, training=training, model={"hidden": 32, "critic_hidden": 32})
     algo = cfg.build_algo()
     try:
-        initial_alpha = DEFAULT_MODEL_CONFIG["initial_alpha"]
-        while not algo.demo_pretrained:
+        initial_alpha = DEFAULT_MODULE_CONFIG["initial_alpha"]
+        demonstrations = algo.extensions[0]
+        while not demonstrations.pretrained:
             before = algo.sgd_steps
             result = algo.train()
         assert algo.decisions >= 200 and algo.sgd_steps - before >= 300
@@ -431,10 +442,11 @@ def test_demonstrations_pretrain_the_actor_to_imitate_them(ray_session, kept, cq
         algo.train()
         assert 0 < algo.sgd_steps - before < 300                # pre-trained once only
         if kept:
-            n_kept, n_own = int(algo.kept_demos.size[0]), int(algo.replay.size[0])
-            assert n_kept > 100 and algo.kept_demos.demo[0, :n_kept].all()
-            assert n_own > 0 and not algo.replay.demo[0, :n_own].any()
-        assert algo.get_state()["edge"]["demo_pretrained"]
+            kept_demos, own = algo.replay.kept, algo.replay.own
+            n_kept, n_own = int(kept_demos.size[0]), int(own.size[0])
+            assert n_kept > 100 and kept_demos.by_source[0, :n_kept].all()
+            assert n_own > 0 and not own.by_source[0, :n_own].any()
+        assert algo.get_state()["edge"]["extensions"]["demonstrations"] == {"pretrained": True}
 
         core = make_core(load_scenario("dedgeai-corrected", overrides), num_envs=64, seed=9)
         obs = core.observe()

@@ -6,7 +6,7 @@
 On dedgeai-corrected (shared form), each teacher (greedy; the size-split rule, 0.74x greedy)
 plays `--teacher-episodes` episodes; each actor (the sac-mlp actor and D2SAC's diffusion actor,
 each with a flat network and with a per-action one, `model.network`) is trained on those
-decisions alone by cross-entropy, `--steps` Adam steps of 256 rows (as `demo_pretrain_updates`),
+decisions alone by cross-entropy, `--steps` Adam steps of 256 rows (as `training.demonstrations.pretrain_updates`),
 then acts on `--episodes` fresh episodes by argmax and by sampling. Reports the agreement with
 the teacher on a held-out episode and the delays against greedy on the same episodes.
 
@@ -33,10 +33,9 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from envs.scenarios import load_scenario, make_core  # noqa: E402
-from policies.algorithms import algorithm_config  # noqa: E402
+from policies.registry import algorithm_config  # noqa: E402
 from policies.evaluation import evaluate  # noqa: E402
-from policies.heuristics import make_heuristic  # noqa: E402
-from policies.reference_rules import demo_policy  # noqa: E402
+from policies.catalog import make_policy  # noqa: E402
 
 SCENARIO, OVERRIDES = "dedgeai-corrected", ["form=shared"]
 TEACHERS = ("greedy", "size-split:1.75:0.9")
@@ -127,9 +126,8 @@ def main() -> int:
         return f"{delay:.2f} ({delay / greedy:.3f}x)"
 
     rows = [f"| greedy | - | {ratio(greedy)} | - | - |"]
-    encoding = make_core(scen, 1, 0).encoding
     for spec in TEACHERS:
-        teacher = make_heuristic(spec, encoding) if spec == "greedy" else demo_policy(spec, scen)
+        teacher = make_policy(spec, scen)
         own = evaluate(scen, teacher, episodes=args.episodes, seed=EVAL_SEED)["mean_delay_s"]
         rows.append(f"| {spec} (teacher) | - | {ratio(own)} | - | - |")
         obs, actions = teacher_decisions(scen, teacher, args.teacher_episodes, args.seed)

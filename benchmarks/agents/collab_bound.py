@@ -24,7 +24,8 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from envs.scenarios import load_scenario, make_core  # noqa: E402
-from policies.evaluation import evaluate, resolve_policy  # noqa: E402
+from policies.catalog import make_policy  # noqa: E402
+from policies.evaluation import evaluate  # noqa: E402
 
 HEURISTICS = ("greedy", "least-loaded", "round-robin", "random", "local")
 
@@ -50,7 +51,7 @@ class BoundRecorder:
 def task_bound(config, episodes: int, seed: int) -> float:
     """Mean over the tasks of `episodes` greedy episodes of each task's best possible reward."""
     core = make_core(config, num_envs=1, seed=seed)
-    recorder = BoundRecorder(resolve_policy("greedy", config, seed), core.layout, config)
+    recorder = BoundRecorder(make_policy("greedy", config, seed), core.layout, config)
     evaluate(config, recorder, episodes=episodes, seed=seed)
     # Finished copies still get observed until the round ends: their rows repeat the last task,
     # which only weights some tasks twice; per-task bounds stay bounds.

@@ -30,7 +30,8 @@ import numpy as np  # noqa: E402
 
 from envs.scenarios import load_scenario, make_core  # noqa: E402
 from policies.heuristics import make_heuristic  # noqa: E402
-from policies.reference_rules import CapacityProportional, demo_policy  # noqa: E402
+from policies.catalog import make_policy  # noqa: E402
+from policies.reference_rules import CapacityProportional  # noqa: E402
 
 SCENARIO, OVERRIDES = "dedgeai-corrected", ["form=shared"]
 RULE = "size-split:1.75:0.9"      # the benchmark's demonstrator (run.py DEMO_RULE)
@@ -91,7 +92,7 @@ def main() -> int:
         ap.error("--episodes must be >= 1")
     scen = load_scenario(SCENARIO, OVERRIDES)
     encoding = make_core(scen, num_envs=1).encoding
-    rule = demo_policy(RULE, scen)
+    rule = make_policy(RULE, scen)
     fast = rule.small_pool
     capacity = scen.es_capacities()
     policies = [("greedy", make_heuristic("greedy", encoding)), (RULE, rule),

@@ -10,7 +10,7 @@ over the iterations from `--profile-from` on (cumulative, then own time). cProfi
 doubles the wall time of pure-Python code: read its figures as shares, not as seconds.
 
 `--gc-freeze-from N` measures instead what `TurnBasedDQN` / `TurnBasedSAC`'s frozen heap
-(`policies/rllib_replay.py: _FrozenHeapMixin`) saves once the buffer is big: iterations run
+(`policies/baselines/replay.py: _FrozenHeapMixin`) saves once the buffer is big: iterations run
 with it until N, then alternately without and with it; the summary compares the two kinds of
 iteration in the same process.
 """
@@ -33,8 +33,8 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from policies.algorithms import algorithm_config  # noqa: E402
-from policies.training import init_ray  # noqa: E402
+from cluster.connect import connect  # noqa: E402
+from policies.registry import algorithm_config  # noqa: E402
 
 
 class GcClock:
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import ray
     clock = GcClock()
-    init_ray(1)
+    connect(1)
     env_config = {"scenario": "dedgeai", "overrides": ["form=multi-agent"], "seed": 0}
     cfg = algorithm_config(args.algo, env_config, num_envs=10, seed=0)
     cfg = cfg.training(replay_buffer_config={**cfg.replay_buffer_config, "capacity": args.capacity})

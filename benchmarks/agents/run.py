@@ -144,7 +144,7 @@ def jobs(seeds: list[int]) -> list[dict]:
         # greedy's placement does to the tasks behind it `horizon` slots on.
         job = variant(job, f"caused{share}-h{horizon}")
         job["label"] = f"{job['cfg']['algo']} (caused-wait share {share}, {horizon} slots)"
-        job["cfg"]["training"] = {"caused_share": share, "caused_horizon": horizon}
+        job["cfg"]["training"] = {"hindsight_credit": {"share": share, "horizon": horizon}}
         return job
 
     def corrected_caused(algo, seed, share, horizon):
@@ -168,10 +168,10 @@ def jobs(seeds: list[int]) -> list[dict]:
             + [f"{short[k][1]} {v:g}" for k, v in rates.items()]
         job.update(name=f"corrected-{algo}-demo{suffix}-s{seed}",
                    label=f"{algo} ({', '.join(details)})" if details else algo)
-        job["cfg"]["training"] = {"demo_policy": DEMO_RULE, "demo_decisions": 300_000,
-                                  "demo_pretrain_updates": pretrain, "demo_batch_share": kept,
-                                  "demo_cql_weight": cql, "gamma": gamma, "reward_scale": reward_scale,
-                                  **rates}
+        job["cfg"]["training"] = {"demonstrations": {"policy": DEMO_RULE, "decisions": 300_000,
+                                                     "pretrain_updates": pretrain, "batch_share": kept,
+                                                     "cql_weight": cql},
+                                  "gamma": gamma, "reward_scale": reward_scale, **rates}
         return job
 
     def per_action(job):
@@ -256,22 +256,24 @@ def jobs(seeds: list[int]) -> list[dict]:
     # The same recipe with Q_bef unobserved (the paper's observation, one shared policy): the
     # size-split rule needs no Q_bef (0.75x greedy there too), so can the agents find it here?
     out += [per_action(caused(shared(a, s), 1.0, 2)) for s in first for a in ("lad", "sac-mlp")]
-    # ~3 hours each on one core (see the README's Cost): the last seeds of the faithful form.
+    # ~3 hours each on one core (docs/agents.md, Cost): the last seeds of the faithful form.
     out += [tuned_sac(faithful_rllib("sac", s), s) for s in rest] + [faithful_rllib("dqn", s) for s in rest]
     return out
 
 
 def run_job(job: dict, episodes: int) -> dict:
+    from cluster.output import TrainingProgressBar
     from envs.scenarios import load_scenario
-    from policies.algorithms import DIFFUSION_ALGOS
+    from policies.registry import algorithm
+    from policies.tracking import MlflowTrainingRecorder
     from policies.training import TrainConfig, train
 
     cfg = TrainConfig(**job["cfg"], episodes=episodes, run_name=f"bench-{job['name']}",
                       register_policy=False)
-    from envs.tracking import checkpoints_dir
+    from policies.tracking import checkpoints_dir
     resume = (checkpoints_dir() / cfg.name() / "algo").is_dir()
     t0 = time.time()
-    result = train(cfg, resume=resume)
+    result = train(cfg, resume=resume, callbacks=[TrainingProgressBar(), MlflowTrainingRecorder()])
     result["job"], result["group"] = job["name"], job["group"]
     result["algo"], result["seed"] = job.get("label", cfg.algo), cfg.seed
     run_dir = checkpoints_dir() / cfg.name()
@@ -279,7 +281,7 @@ def run_job(job: dict, episodes: int) -> dict:
     result["finished_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
     result["job_wall_s"] = time.time() - t0
     result.update(paired_greedy(job["cfg"], result["episodes_log"], result.get("resumed_at")))
-    if cfg.algo in DIFFUSION_ALGOS:
+    if algorithm(cfg.algo).ours:
         from policies.artifact import load_policy
         from policies.evaluation import evaluate
         scen = load_scenario(cfg.scenario, cfg.scenario_overrides)
@@ -300,11 +302,11 @@ def paired_greedy(job_cfg: dict, episodes_log: list[dict], resumed_at: list[int]
     runner stepped the core, RLlib's as its env runner stepped its envs (policies/evaluation.py)."""
     if not job_cfg["scenario"].startswith("dedgeai") or not episodes_log:
         return {}
-    from policies.algorithms import DIFFUSION_ALGOS
+    from policies.registry import algorithm
     from policies.training import TrainConfig
 
     num_envs = job_cfg.get("num_envs", TrainConfig.model_fields["num_envs"].default)
-    rllib = job_cfg["algo"] not in DIFFUSION_ALGOS
+    rllib = not algorithm(job_cfg["algo"]).ours
     # Our runners continue their episodes on a resume; RLlib's restart their envs' streams.
     restarts = tuple(resumed_at or ()) if rllib else ()
     paired = _greedy_on(job_cfg["scenario"], tuple(job_cfg.get("scenario_overrides", [])), job_cfg["seed"],
@@ -317,11 +319,12 @@ def paired_greedy(job_cfg: dict, episodes_log: list[dict], resumed_at: list[int]
 def _greedy_on(scenario: str, overrides: tuple[str, ...], seed: int, num_envs: int, episodes: int,
                rllib: bool, resumed_at: tuple[int, ...]) -> list[dict]:
     from envs.scenarios import load_scenario
-    from policies.algorithms import uses_agents
-    from policies.evaluation import on_rllib_run_episodes, on_runner_episodes, resolve_policy
+    from policies.catalog import make_policy
+    from policies.evaluation import on_rllib_run_episodes, on_runner_episodes
+    from policies.sac.runner import uses_agents
 
     scen = load_scenario(scenario, overrides)
-    greedy = resolve_policy("greedy", scen)
+    greedy = make_policy("greedy", scen)
     if rllib:
         return on_rllib_run_episodes(scen, greedy, seed, num_envs, episodes, shared_form=not uses_agents(scen),
                                      resumed_at=resumed_at)
@@ -351,7 +354,7 @@ def pair_finished_runs(seeds: list[int]) -> None:
 
 def report_unfinished(name: str, seeds: list[int]) -> int:
     """Per 10 episodes, an unfinished run (its last checkpoint) against greedy on the same episodes."""
-    from envs.tracking import checkpoints_dir
+    from policies.tracking import checkpoints_dir
     by_name = {job["name"]: job for job in jobs(seeds)}
     if name not in by_name:
         print(f"--unfinished: no job {name!r}; jobs: {', '.join(by_name)}", file=sys.stderr)
@@ -685,8 +688,8 @@ def main() -> int:
         return 0
     import torch
     torch.set_num_threads(1)
-    from policies.training import init_ray
-    init_ray(args.num_cpus)
+    from cluster.connect import connect
+    connect(args.num_cpus)
     cache_path = OUT / "heuristics_cache.json"
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
     for job in jobs(args.seeds):

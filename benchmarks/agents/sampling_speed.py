@@ -5,7 +5,7 @@
 `EdgeDecisionRunner` acts through the module's `_forward_exploration`; RLlib's public
 `forward_exploration` wraps it in eval()/train() calls that walk the module tree on every call.
 Both run in this process on the same runner (same copies, same weights), alternating, so the
-ratio is robust to a noisy machine. Then the price of hindsight credit (`caused_share`): two
+ratio is robust to a noisy machine. Then the price of hindsight credit (`training.hindsight_credit`): two
 runners on the same seeded episodes, with and without it, alternating. Writes
 benchmarks/results/agents/sampling_speed.md.
 """
@@ -24,7 +24,8 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from policies.algorithms import EdgeDecisionRunner, algorithm_config  # noqa: E402
+from policies.registry import algorithm_config  # noqa: E402
+from policies.sac.runner import EdgeDecisionRunner  # noqa: E402
 
 CASES = {   # name: (overrides, copies, model)
     "dedgeai shared, LAD, 10 copies": (["form=shared"], 10, {}),
@@ -43,15 +44,16 @@ def credit_price(decisions: int, repeats: int) -> list[str]:
     hindsight credit, whose cost grows with the episode so far."""
     runners = {}
     for share in (0.0, 0.5):
+        credit = {"hindsight_credit": {"share": share, "horizon": 2}} if share else {}
         cfg = algorithm_config("sac-mlp", {"scenario": "dedgeai-corrected", "seed": 0}, num_envs=10, seed=0,
-                               training={"caused_share": share, "caused_horizon": 2})
+                               training=credit)
         runners[share] = EdgeDecisionRunner(config=cfg)
     rates = {share: [] for share in runners}
     for _ in range(repeats):
         for share, runner in runners.items():
             rates[share].append(rate(runner, decisions))
     off, on = float(np.median(rates[0.0])), float(np.median(rates[0.5]))
-    return ["", f"Hindsight credit (`caused_share` 0.5, horizon 2; dedgeai-corrected, sac-mlp, 10 copies; "
+    return ["", f"Hindsight credit (share 0.5, horizon 2; dedgeai-corrected, sac-mlp, 10 copies; "
                 f"{repeats} x {decisions} decisions, so the episodes reach slot "
                 f"~{repeats * decisions // 10 // 510} of 60):", "",
             "| without | with | ratio |", "|---:|---:|---:|", f"| {off:,.0f} | {on:,.0f} | {on / off:.2f}x |"]

@@ -42,8 +42,8 @@ def run(args) -> int:
         print(f"aigc-edge bench {args.target}: not available yet ({exc.name} is missing)")
         return 2
     if args.target == "router":     # the endpoint runs on Ray Serve: local Ray, or RAY_ADDRESS's cluster
-        from policies.training import init_ray
-        init_ray()
+        from cluster.connect import connect
+        connect()
     result = getattr(module, function_name)(args)
     emit(result, args.json)
     return 0

@@ -6,12 +6,13 @@ import argparse
 from cluster.output import emit, progress
 from envs.scenarios import load_scenario, preset_names
 from policies.evaluation import evaluate
-from policies.heuristics import HEURISTICS
+from policies.catalog import POLICY_SPECS
 
 EXAMPLES = """examples:
   aigc-edge evaluate --scenario dedgeai --policy greedy --episodes 5
   aigc-edge evaluate --scenario collab-exit/rural --policy fixed-exit:exit1 --json
   aigc-edge evaluate --scenario dedgeai --policy models:/aigc-edge-policy-dedgeai@champion
+  aigc-edge evaluate --scenario dedgeai-corrected --policy size-split:1.75:0.9
   aigc-edge evaluate --scenario my-network.yaml --policy least-loaded --set edges.n_edges=6
 """
 
@@ -19,12 +20,11 @@ EXAMPLES = """examples:
 def register(subparsers, parents) -> None:
     p = subparsers.add_parser(
         "evaluate", parents=parents, help="evaluate a heuristic or trained policy on a scenario",
-        description="Evaluate a policy. POLICY is a heuristic name "
-                    f"({', '.join(HEURISTICS)}), a checkpoint folder, or an MLflow model URI.",
+        description=f"Evaluate a policy. POLICY is {POLICY_SPECS}.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scenario", required=True,
                    help=f"a preset ({', '.join(preset_names())}) or a YAML path")
-    p.add_argument("--policy", required=True, help="heuristic name, checkpoint folder or MLflow model URI")
+    p.add_argument("--policy", required=True, help="heuristic or rule name, checkpoint folder or MLflow model URI")
     p.add_argument("--episodes", type=int, default=5, help="simulated episodes (default 5)")
     p.set_defaults(handler=run)
 

@@ -80,7 +80,7 @@ def register(subparsers, parents) -> None:
 
 
 def run_train(args) -> int:
-    from envs.tracking import checkpoints_dir
+    from policies.tracking import checkpoints_dir
     from serving.generator.config import QUICK_OVERRIDES, load_generator_config
     from serving.generator.train import train_generator
 

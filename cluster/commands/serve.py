@@ -31,7 +31,7 @@ def register(subparsers, parents) -> None:
 
 
 def run(args) -> int:
-    from policies.training import init_ray
+    from cluster.connect import connect
     from serving.app.config import load_app_config
     from serving.app.deploy import deploy
 
@@ -50,7 +50,7 @@ def run(args) -> int:
     if routing:
         base["routing"] = routing
     cfg = load_app_config(args.config, args.overrides, base=base)
-    init_ray()
+    connect()
     url = deploy(cfg, log=progress)
     progress(f"serving {url} (router {cfg.routing.router}); demo page {url}/ ; Ctrl-C stops")
     emit({"url": url, "router": cfg.routing.router, "policy": cfg.routing.policy,

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from envs.tracking import artifact_root, tracking_uri
+from policies.tracking import artifact_root, tracking_uri
 
 
 def register(subparsers, parents) -> None:

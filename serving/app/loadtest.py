@@ -210,7 +210,7 @@ def log_to_mlflow(results: list[LoadtestResult], config: dict, run_name: str, pl
     """One MLflow run in `aigc-edge/serving`: each router's figures as metrics, the CDF plot."""
     from pathlib import Path
 
-    from envs.tracking import EXPERIMENT_SERVING, tracked_run
+    from policies.tracking import EXPERIMENT_SERVING, tracked_run
 
     plot = latency_cdf_plot(results, Path(plot_dir) / f"{run_name}-latency-cdf.png", run_name)
     with tracked_run(EXPERIMENT_SERVING, config, seed=seed, run_name=run_name) as run:

@@ -1,8 +1,8 @@
 """The learned router's policy without PyTorch: the same actor's forward pass in NumPy.
 
 Why: PyTorch costs the Router about 200 MB of resident memory and a few hundred microseconds a
-decision, for a 32-unit network. `export_numpy(folder)` (needs torch, run once when an artifact
-is shipped) writes `actor_numpy.npz` beside `actor.pt`; `load_numpy_policy(folder, tables)`
+decision, for a 32-unit network. `export_numpy(folder)` (run once when an artifact is shipped)
+writes `actor_numpy.npz` beside `policy_spec.json`; `load_numpy_policy(folder, tables)`
 reads it with NumPy alone. Only the plain SAC actor with per-action networks (`sac-mlp`,
 `model.network=per-action`, the shipped router's) is exported; any other artifact, and registry
 URIs, load through policies.evaluation (PyTorch). `tests/test_serving_routing.py` checks that both
@@ -30,15 +30,15 @@ def exportable(model_config: dict) -> bool:
 
 def export_numpy(folder: str | Path) -> Path:
     """Write the NumPy copy of an artifact's actor (requires torch; the artifact must be exportable)."""
-    import torch
+    from policies.artifact import MODULE_STATE, read_module_state
 
     folder = Path(folder)
     spec = json.loads((folder / SPEC_FILE).read_text())
     if not exportable(spec["model_config"]):
         raise ConfigError(f"{folder}: only sac-mlp per-action actors have a NumPy form")
-    state = torch.load(folder / "actor.pt", map_location="cpu", weights_only=True)
-    arrays = {k.replace(".", "_"): v.numpy() for k, v in state["actor"].items()}
-    arrays["obs_scale"] = state["obs_scale"].numpy()
+    state = read_module_state(folder / MODULE_STATE)
+    arrays = {k[len("actor."):].replace(".", "_"): v for k, v in state.items() if k.startswith("actor.")}
+    arrays["obs_scale"] = state["obs_scale"]
     arrays["cols"] = np.asarray(spec["model_config"]["per_action_columns"], dtype=np.int64).T   # [A, k]
     arrays["obs_log1p"] = np.array(bool(spec["model_config"].get("obs_log1p", False)))
     path = folder / NPZ_FILE

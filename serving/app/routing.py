@@ -117,8 +117,8 @@ def make_router_policy(router: str, tables: RoutingTables, policy: str | None, c
             fast = load_numpy_policy(folder, tables.layout.to_json(), tables.encoding.to_json())
             if fast is not None:
                 return fast        # no PyTorch in the Router (about 200 MB less resident memory)
-    from policies.evaluation import resolve_policy
-    return resolve_policy(location, config, seed)
+    from policies.catalog import make_policy
+    return make_policy(location, config, seed, field="policy")
 
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent

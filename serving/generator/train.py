@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from envs import tracking
+from policies import tracking
 from envs.config import ConfigError
 from serving.generator.checkpoint import Generator, load_generator, save_generator, training_scheduler
 from serving.generator.classifier import accuracy, train_classifier
