@@ -48,3 +48,27 @@ def test_bench_env_json_keys():
     out = last_json(cli("bench", "env", "--batch", "64", "--seconds", "0.2", "--json").stdout)
     assert {"scenario", "batch", "vector_decisions_per_s", "single_env_step_us"} <= set(out)
     assert out["vector_decisions_per_s"] > 0 and out["batch"] == 64
+
+
+def test_evaluate_takes_every_policy_the_catalog_names():
+    """One registry of policies by name: the reference rules work from the CLI as the heuristics do."""
+    for policy in ("size-split:1.75:0.9", "capacity-proportional"):
+        out = last_json(cli("evaluate", "--scenario", "dedgeai-corrected", "--policy", policy, "--episodes", "1",
+                            "--set", "slots=4", "--json").stdout)
+        assert out["mean_delay_s"] > 0 and out["policy"].startswith(policy.split(":")[0])
+
+
+def test_train_help_lists_the_options_from_their_schema():
+    from policies.options import ModelOptions, SACOptions
+
+    text = cli("train", "--help").stdout
+    for name in SACOptions.model_fields:
+        assert f"training.{name}" in text
+    assert "model.network  default 'flat', flat | per-action" in text
+    assert "training.hindsight_credit.share  required, > 0, <= 1" in text
+    assert all(f"model.{name}" in text for name in ModelOptions.model_fields)
+
+
+def test_bench_offers_only_what_is_built():
+    proc = cli("bench", "router", check=False)
+    assert proc.returncode == 2 and "invalid choice: 'router'" in proc.stderr
