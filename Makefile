@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+CHROMIUM := /usr/bin/chromium
 export OMP_NUM_THREADS ?= 1
 export RAY_USAGE_STATS_ENABLED := 0
 # Ray 2.60 turns token auth on for new local clusters; say so, so CLI clients (job submit) use it too.
@@ -11,7 +12,7 @@ export RAY_AUTH_MODE ?= token
 
 .PHONY: setup demo test test-fast bench ui clean
 
-setup: $(STAMP) $(FASHION_MNIST)
+setup: $(STAMP) $(FASHION_MNIST) $(CHROMIUM)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +28,14 @@ $(FASHION_MNIST):
 	  (apt-get install -y -q dataset-fashion-mnist || (apt-get update -q && apt-get install -y -q dataset-fashion-mnist)) >/dev/null; \
 	else \
 	  echo "note: Fashion-MNIST is missing; install it with: sudo apt-get install dataset-fashion-mnist"; \
+	fi
+
+# Headless Chromium for the demo page's browser test (tests/test_serving_app.py); Debian's package.
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  (apt-get install -y -q chromium || (apt-get update -q && apt-get install -y -q chromium)) >/dev/null; \
+	else \
+	  echo "note: chromium is missing (the demo-page test is skipped); install it with: sudo apt-get install chromium"; \
 	fi
 
 demo: setup

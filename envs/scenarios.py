@@ -13,15 +13,17 @@ from envs.config import ConfigError, apply_overrides, read_yaml, validate
 from envs.core import VectorCore
 from envs.dedgeai import DedgeaiConfig, DedgeaiCore
 from envs.mec_device import MecDeviceConfig, MecDeviceCore
+from envs.serve_sim import ServeSimConfig, ServeSimCore
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 
-ScenarioConfig = Union[DedgeaiConfig, CollabExitConfig, MecDeviceConfig]
+ScenarioConfig = Union[DedgeaiConfig, CollabExitConfig, MecDeviceConfig, ServeSimConfig]
 
 SCHEMAS: dict[str, tuple[type, type]] = {
     "dedgeai": (DedgeaiConfig, DedgeaiCore),
     "collab-exit": (CollabExitConfig, CollabExitCore),
     "mec-device": (MecDeviceConfig, MecDeviceCore),
+    "serve-sim": (ServeSimConfig, ServeSimCore),
 }
 
 

@@ -54,6 +54,8 @@ def register(subparsers, parents) -> None:
     p.add_argument("--episodes", type=int, default=None, help="simulated episodes (default 60)")
     p.add_argument("--config", default=None, help="YAML file of TrainConfig fields")
     p.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
+    p.add_argument("--topology", default=None,
+                   help="serve-sim: the serving topology YAML to simulate (sugar for --set scenario_overrides=[topology=F])")
     p.set_defaults(handler=run)
 
 
@@ -68,6 +70,9 @@ def run(args) -> int:
         value = getattr(args, key, None)
         if value is not None:
             base[key] = value
+    if args.topology:     # the router's policy trains on a simulation of this very deployment
+        from pathlib import Path
+        base["scenario_overrides"] = [f"topology={Path(args.topology).resolve()}"]
     cfg = load_config(TrainConfig, args.config, args.overrides, base=base)
     progress(f"training {cfg.algo} on {cfg.scenario} for {cfg.episodes} episodes ({cfg.name()})")
     ray = connect(cfg.num_cpus)
