@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -50,31 +51,36 @@ def test_submit_needs_a_command_and_a_cluster(monkeypatch):
 
 
 @pytest.mark.slow
-def test_a_job_that_loses_its_worker_node_resumes_and_registers_its_policy(cluster, isolated_home, monkeypatch):
-    from cluster.jobs import submit
+def test_a_job_that_loses_its_worker_node_resumes_and_registers_its_policy(cluster, isolated_home, tmp_path):
+    """Submitted as a user does it, from its own process (a process that already ran a local Ray
+    keeps that cluster's token)."""
     from policies.tracking import configure_mlflow, policy_model_name
 
-    monkeypatch.setenv("RAY_AUTH_MODE", "token")
-    monkeypatch.setenv("RAY_AUTH_TOKEN", cluster.env["RAY_AUTH_TOKEN"])
-    lines: list[str] = []
-    outcome: list = []
-    job = threading.Thread(target=lambda: outcome.append(
-        submit(TRAIN + ["--json"], cluster.job_address, retries=1, log=lines.append)))
-    job.start()
-    state = isolated_home / "checkpoints" / "dedgeai-lad-seed0" / "run.json"
-    deadline = time.monotonic() + 240
-    while not state.is_file() and time.monotonic() < deadline and job.is_alive():
-        time.sleep(0.5)
-    assert state.is_file(), "no checkpoint before the deadline:\n" + "\n".join(lines[-30:])
-    cluster.kill_worker_node()
-    while not any("(attempt 2 of 2)" in line for line in lines) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert any(line.endswith(": FAILED") for line in lines if line.startswith("[submit]"))
-    cluster.start_worker()                  # the node comes back; the resumed job's runner goes there
-    job.join(timeout=300)
-    assert outcome and outcome[0].status == "SUCCEEDED" and outcome[0].attempts == 2, "\n".join(lines[-40:])
+    env = {**cluster.env, "AIGC_EDGE_HOME": str(isolated_home)}
+    log = tmp_path / "submit.log"
+    with open(log, "w") as err:
+        job = subprocess.Popen([sys.executable, "-m", "cluster.cli", "submit", "--address", cluster.job_address,
+                                "--retries", "1", "--json", "--", *TRAIN, "--json"],
+                               env=env, stdout=subprocess.PIPE, stderr=err, text=True)
+    try:
+        state = isolated_home / "checkpoints" / "dedgeai-lad-seed0" / "run.json"
+        deadline = time.monotonic() + 240
+        while not state.is_file() and time.monotonic() < deadline and job.poll() is None:
+            time.sleep(0.5)
+        assert state.is_file(), "no checkpoint before the deadline:\n" + log.read_text()[-3000:]
+        cluster.kill_worker_node()
+        while "(attempt 2 of 2)" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert ": FAILED" in log.read_text(), log.read_text()[-3000:]
+        cluster.start_worker()              # the node comes back; the resumed job's runner goes there
+        stdout, _ = job.communicate(timeout=300)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    outcome = json.loads(stdout.strip().splitlines()[-1])
+    assert job.returncode == 0 and outcome["status"] == "SUCCEEDED" and outcome["attempts"] == 2, log.read_text()[-3000:]
 
-    result = json.loads(next(line for line in reversed(lines) if line.startswith('{"scenario"')))
+    result = json.loads(next(line for line in reversed(log.read_text().splitlines()) if line.startswith('{"scenario"')))
     assert result["episodes"] == 24 and result["resumed_from_episode"] > 0
     mlflow = configure_mlflow()
     run = mlflow.get_run(result["run_id"])
