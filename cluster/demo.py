@@ -1,82 +1,147 @@
-"""`make demo`: the main job as it stands, on the embedded default (local Ray, SQLite MLflow).
+"""`make demo`: the routed image-generation endpoint, on the embedded default (local Ray, SQLite MLflow).
 
-Evaluates the heuristics on the LAD-TS scenario (dedgeai, faithful system model, shared policy),
-trains a short LAD agent (tracked in MLflow, registered as the scenario's champion), evaluates
-it the same way, and prints one comparison table.
+1. Start a local Ray and deploy the default topology's edge nodes (real generator replicas, emulated
+   speed and links) behind the learned router (the shipped serve-sim policy, or `--train` a short
+   one first: it is tracked in MLflow and registered as the champion the endpoint then loads).
+2. Send one request per class and print where each went, how deep and how long it took; the
+   images are saved as one PNG grid.
+3. A short open-loop load test, logged to MLflow (`aigc-edge/serving`) with its latency CDF.
+4. Print the endpoint, the demo page and the MLflow UI command, then keep serving until Ctrl-C
+   (`--once` stops here: what the tests run).
 """
 from __future__ import annotations
 
+import argparse
+import base64
+import io
 import sys
 import time
 
-from cluster.output import progress
+from cluster.output import TrainingProgressBar, progress
 from envs.config import ConfigError
-from envs.scenarios import load_scenario
-from policies.evaluation import evaluate
 
-DEMO_SCENARIO = "dedgeai"
-DEMO_EPISODES = 5
-DEMO_HEURISTICS = ("greedy", "least-loaded", "round-robin", "random", "local")
-DEMO_TRAIN_EPISODES = 10
+DEMO_TRAIN_EPISODES = 40
+LOAD_REQUESTS = 40
 
 
-def heuristic_rows(scenario: str, episodes: int) -> list[dict]:
-    config = load_scenario(scenario)
-    rows = []
-    for name in DEMO_HEURISTICS:
-        started = time.monotonic()
-        progress(f"[demo] {name} on {scenario}, {episodes} episodes ...")
-        result = evaluate(config, name, episodes=episodes)
-        result["wall_s"] = time.monotonic() - started
-        rows.append(result)
-    return rows
+def say(step: str, message: str) -> None:
+    progress(f"[demo {step}] {message}")
 
 
-def format_table(rows: list[dict]) -> str:
-    lines = [f"{'policy':<16}{'mean delay s':>14}{'p50 s':>9}{'p95 s':>9}{'mean reward':>13}{'wall s':>9}"]
-    for r in rows:
-        lines.append(f"{r['policy']:<16}{r['mean_delay_s']:>14.3f}{r['p50_delay_s']:>9.3f}"
-                     f"{r['p95_delay_s']:>9.3f}{r['mean_reward']:>13.3f}{r['wall_s']:>9.1f}")
-    return "\n".join(lines)
-
-
-def main() -> int:
-    try:
-        rows = heuristic_rows(DEMO_SCENARIO, DEMO_EPISODES)
-        rows += trained_rows(DEMO_SCENARIO, DEMO_EPISODES)
-    except ConfigError as exc:
-        print(f"demo: error: {exc}", file=sys.stderr)
-        return 2
-    print(f"\n{DEMO_SCENARIO} (faithful LAD-TS system model), {DEMO_EPISODES} evaluation episodes each:")
-    print(format_table(rows))
-    if any(r["policy"].startswith("lad") for r in rows):
-        print(f"\nThe LAD row is a {DEMO_TRAIN_EPISODES}-episode run: one round of vectorised episodes, "
-              "not yet trained.\nThe 60-episode benchmark (docs/agents.md) reaches about 8.1 s "
-              "(1.08x greedy on the same episodes); `aigc-edge train --scenario dedgeai --algo lad` runs it.")
-    print("\nBrowse the runs with `aigc-edge ui` (MLflow UI on the embedded store).")
-    return 0
-
-
-def trained_rows(scenario: str, episodes: int) -> list[dict]:
-    """A short LAD run on the same scenario, evaluated like the heuristics (sampling from pi)."""
-    from cluster.connect import connect
-    from cluster.output import TrainingProgressBar
+def train_router(topology: str | None) -> str:
+    """A short router policy on the default topology; -> the registry URI the endpoint loads."""
     from policies.tracking import MlflowTrainingRecorder
     from policies.training import TrainConfig, train
 
-    config = TrainConfig(scenario=scenario, algo="lad", episodes=DEMO_TRAIN_EPISODES, run_name="demo-lad")
-    progress(f"[demo] training LAD on {scenario} for {DEMO_TRAIN_EPISODES} episodes "
-             "(a short run: the full 60-episode benchmark is benchmarks/agents/run.py) ...")
+    overrides = [f"topology={topology}"] if topology else []
+    cfg = TrainConfig(scenario="serve-sim", scenario_overrides=overrides, algo="sac-mlp", episodes=DEMO_TRAIN_EPISODES,
+                      run_name="demo-router", model={"network": "per-action", "hidden": 32, "critic_hidden": 32},
+                      training={"demonstrations": {"policy": "greedy", "decisions": 5000, "pretrain_updates": 1000}})
+    result = train(cfg, callbacks=[TrainingProgressBar("router"), MlflowTrainingRecorder()])
+    return result["model_uri"]
+
+
+def one_per_class(url: str, images_path) -> list[dict]:
+    import httpx
+    import numpy as np
+
+    from serving.app.api import CLASS_NAMES
+    from serving.generator.sampling import save_png
+
+    rows, tiles = [], []
+    with httpx.Client(base_url=url, timeout=60) as client:
+        for label, name in enumerate(CLASS_NAMES):
+            body = {"label": label, "steps": 10, "seed": label, "format": "json"}
+            reply = client.post("/v1/generate", json=body)
+            reply.raise_for_status()
+            data = reply.json()
+            rows.append({"class": name, **data["decision"], **data["timings"]})
+            import matplotlib.image
+            tiles.append(matplotlib.image.imread(io.BytesIO(base64.b64decode(data["image_png_base64"])), format="png"))
+    grey = [t[..., 0] if t.ndim == 3 else t for t in tiles]
+    save_png((np.concatenate(grey, axis=1) * 255).astype(np.uint8), images_path, scale=3)
+    return rows
+
+
+def format_rows(rows: list[dict]) -> str:
+    lines = [f"{'class':<12}{'node':<9}{'plan':<15}{'steps':>6}{'quality':>9}{'total ms':>10}{'compute ms':>12}"
+             f"{'link ms':>9}{'retried':>8}"]
+    for r in rows:
+        lines.append(f"{r['class']:<12}{r['node']:<9}{r['plan']:<15}{r['steps']:>6}{r['quality']:>9.3f}"
+                     f"{r['total_ms']:>10.0f}{r['compute_ms']:>12.0f}{r['link_ms']:>9.0f}{r['retried']:>8}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m cluster.demo", description=__doc__.splitlines()[0])
+    ap.add_argument("--once", action="store_true", help="stop after the requests (for tests)")
+    ap.add_argument("--train", action="store_true",
+                    help=f"train a short router policy ({DEMO_TRAIN_EPISODES} episodes) instead of the shipped one")
+    ap.add_argument("--port", type=int, default=8000, help="HTTP port on 127.0.0.1 (default 8000)")
+    args = ap.parse_args(argv)
+    from cluster.connect import connect
+    from policies.tracking import home, tracking_uri
+
     started = time.monotonic()
     ray = connect()
     try:
-        trained = train(config, callbacks=[TrainingProgressBar(), MlflowTrainingRecorder()])
+        policy = "serving/models/router-serve-sim"
+        if args.train:
+            say("1/4", f"training a router policy on serve-sim for {DEMO_TRAIN_EPISODES} episodes")
+            policy = train_router(None)
+        url = serve_endpoint(policy, args.port)
+        say("2/4", "one request per class")
+        images = home() / "demo" / "one-per-class.png"
+        print(format_rows(one_per_class(url, images)))
+        print(f"images: {images}")
+        say("3/4", f"open-loop load test, {LOAD_REQUESTS} requests at 0.5 of the topology's capacity")
+        summary = short_loadtest(url)
+        print(f"load test: mean {summary['mean_latency_ms']:.0f} ms, p99 {summary['p99_latency_ms']:.0f} ms, "
+              f"SLO misses {summary['slo_miss_rate']:.1%}, {summary['completed']}/{summary['requests']} completed")
+        print(f"\nendpoint  {url}/v1/generate  (POST {{\"class_name\": \"sneaker\", \"format\": \"json\"}})")
+        print(f"demo page {url}/")
+        print(f"MLflow UI: .venv/bin/aigc-edge ui   (store {tracking_uri()})")
+        print(f"ready in {time.monotonic() - started:.0f} s")
+        if args.once:
+            return 0
+        say("4/4", "serving until Ctrl-C")
+        while True:
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        say("4/4", "stopping")
+        return 0
+    except ConfigError as exc:
+        print(f"demo: error: {exc}", file=sys.stderr)
+        return 2
     finally:
-        ray.shutdown()      # the evaluation below does not need Ray
-    result = evaluate(load_scenario(scenario), f"{trained['policy']}#sample", episodes=episodes)
-    result["policy"] = f"lad ({DEMO_TRAIN_EPISODES} ep.)"
-    result["wall_s"] = time.monotonic() - started
-    return [result]
+        from ray import serve
+
+        serve.shutdown()
+        ray.shutdown()
+
+
+def serve_endpoint(policy: str, port: int) -> str:
+    from serving.app.config import load_app_config
+    from serving.app.deploy import deploy
+    from serving.app.routing import resolve_policy_path
+
+    cfg = load_app_config(None, [f"port={port}"], base={"routing": {"router": "learned",
+                                                                    "policy": resolve_policy_path(policy)}})
+    say("1/4", "deploying the edge nodes (generator replicas) and the learned router on Ray Serve")
+    return deploy(cfg, log=lambda m: say("1/4", m))
+
+
+def short_loadtest(url: str) -> dict:
+    import tempfile
+
+    from serving.app.loadtest import LoadtestConfig, log_to_mlflow, run_loadtest
+
+    cfg = LoadtestConfig(url=url, load=0.5, requests=LOAD_REQUESTS, max_duration_s=120.0)
+    result = run_loadtest(cfg, log=lambda m: say("3/4", m))
+    summary = result.summary()
+    with tempfile.TemporaryDirectory() as tmp:
+        summary["run_id"] = log_to_mlflow([result], cfg.model_dump(mode="json"), "demo-loadtest", tmp, seed=0)
+    return summary
 
 
 if __name__ == "__main__":
