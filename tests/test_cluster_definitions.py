@@ -427,3 +427,18 @@ def test_rayjob_runs_a_real_aigc_edge_command_in_the_images_project_folder(doc):
     for arg in argv[4:]:
         if arg.endswith((".yaml", ".yml", ".json")):
             assert (ROOT / arg).is_file(), f"{arg}: no such file in the project folder the job runs in"
+
+
+def test_the_rayservice_serves_the_shipped_serve_config():
+    """One Serve config: the RayService's application is serving/serve_config.yaml's (same builder,
+    the same args fields, the same Router user_config), apart from where it listens."""
+    shipped = yaml.safe_load((ROOT / "serving" / "serve_config.yaml").read_text())
+    service = yaml.safe_load((KUBERAY_DIR / "rayservice.yaml").read_text())
+    served = yaml.safe_load(service["spec"]["serveConfigV2"])
+    assert shipped["http_options"]["host"] == "127.0.0.1" and served["http_options"]["host"] == "0.0.0.0"
+    (ours,), (theirs,) = shipped["applications"], served["applications"]
+    for key in ("name", "route_prefix", "import_path", "deployments"):
+        assert theirs[key] == ours[key], key
+    assert set(theirs["args"]) == set(ours["args"])
+    from serving.app.config import ServeAppConfig
+    ServeAppConfig.model_validate(theirs["args"])            # the builder takes them
