@@ -15,6 +15,8 @@ file is reported as a partial checkpoint, a changed file as a corrupt one.
 from __future__ import annotations
 
 import hashlib
+import importlib
+import inspect
 import json
 import shutil
 import uuid
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
+from diffusers.schedulers.scheduling_ddpm import DDPMScheduler
 
 from envs.config import ConfigError
 from serving.generator.classifier import QualityClassifier
@@ -34,8 +36,11 @@ DEFAULT_MODEL_DIR = PACKAGE_DIR / "models" / "default"
 WEIGHTS_FILE = "unet/diffusion_pytorch_model.safetensors"
 FORMAT_VERSION = 1
 
-SCHEDULERS = {"ddim": DDIMScheduler, "ddpm": DDPMScheduler, "dpm": DPMSolverMultistepScheduler,
-              "euler": EulerDiscreteScheduler}
+# By name, imported when used: the DPM and Euler modules import SciPy (tens of MB a serving
+# replica, which samples with DDIM, never needs).
+SCHEDULERS = {"ddim": ("scheduling_ddim", "DDIMScheduler"), "ddpm": ("scheduling_ddpm", "DDPMScheduler"),
+              "dpm": ("scheduling_dpmsolver_multistep", "DPMSolverMultistepScheduler"),
+              "euler": ("scheduling_euler_discrete", "EulerDiscreteScheduler")}
 
 
 def training_scheduler() -> DDPMScheduler:
@@ -75,7 +80,12 @@ class Generator:
         kind = kind or self.meta.get("sampling", {}).get("scheduler", "ddim")
         if kind not in SCHEDULERS:
             raise ConfigError(f"scheduler: unknown scheduler {kind!r}; allowed: {sorted(SCHEDULERS)}")
-        return SCHEDULERS[kind].from_config(self.scheduler_config)
+        module, name = SCHEDULERS[kind]
+        cls = getattr(importlib.import_module(f"diffusers.schedulers.{module}"), name)
+        # What `from_config` passes (the config's keys the constructor takes), without its look at
+        # every "compatible" scheduler, which imports them all, SciPy with them.
+        takes = inspect.signature(cls.__init__).parameters
+        return cls(**{k: v for k, v in self.scheduler_config.items() if k in takes})
 
     @property
     def weights_hash(self) -> str:
