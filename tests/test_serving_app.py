@@ -210,6 +210,48 @@ def test_killed_node_replica_loses_no_request_and_comes_back(app):
 
 
 @pytest.mark.slow
+def test_a_replica_killed_during_a_load_test_loses_no_request(app):
+    """Open-loop load on the greedy router; node a's only replica is killed while a request is in
+    flight on it: every request is answered (the interrupted ones by node b, counted as retried)
+    and Serve replaces the replica."""
+    import asyncio
+
+    import ray
+
+    from serving.app.deploy import replica_details
+    from serving.app.loadtest import LoadtestConfig, run_loadtest_async
+
+    url, cfg = app
+    victim = replica_details()["EdgeNode-a"][0]
+
+    def kill_while_a_works() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            nodes = {n["name"]: n for n in httpx.get(f"{url}/v1/nodes", timeout=10).json()["nodes"]}
+            if nodes["a"]["inflight"] > 0:
+                ray.kill(ray.get_actor(victim["actor_name"], namespace="serve"), no_restart=True)
+                return
+            time.sleep(0.05)
+        raise AssertionError("node a never had a request in flight")
+
+    async def kill_during_load():
+        load = asyncio.create_task(run_loadtest_async(LoadtestConfig(
+            url=url, rate_per_s=1.0, requests=16, seed=11, steps=[10], topology=str(cfg.topology), deadline_s=30.0)))
+        await asyncio.sleep(2.0)
+        await asyncio.to_thread(kill_while_a_works)
+        return await load
+
+    s = asyncio.run(kill_during_load()).summary()
+    assert s["completed"] == s["requests"] == 16 and s["failed"] == 0 and s["rejected"] == 0, repr(s)
+    assert s["retried"] >= 1, s                       # the report says how many were retried
+    deadline = time.monotonic() + 60
+    while not any(x["state"] == "RUNNING" and x["replica_id"] != victim["replica_id"]
+                  for x in replica_details()["EdgeNode-a"]):
+        assert time.monotonic() < deadline, "Serve did not bring node a's replica back"
+        time.sleep(0.5)
+
+
+@pytest.mark.slow
 def test_fuzz_over_the_openapi_schema_finds_no_5xx(app):
     import schemathesis
     from hypothesis import HealthCheck, given, settings

@@ -174,10 +174,30 @@ class Router:
         return Response(result["png"], media_type="image/png", headers=headers)
 
     async def _call(self, decision, label: int, seed: int, deadline_at: float) -> tuple[dict, int, int]:
-        """Try the chosen node, then the others by estimate; returns (result, node, retries)."""
+        """Try the chosen node, then the others by estimate; returns (result, node, retries).
+
+        A new request that finds every node at its queue bound is refused at once (503: backpressure
+        is an answer). A request already taken by a node that then failed (its replica died, or it
+        ran overdue) is the system's to finish: it keeps going round the nodes, with a short backoff,
+        until one answers or its deadline passes."""
+        attempts, backoff_s = 0, 0.05
+        while True:
+            attempts, taken = await self._round(decision, label, seed, deadline_at, attempts)
+            if isinstance(taken, tuple):
+                return taken
+            if time.perf_counter() >= deadline_at:
+                raise DeadlinePassed
+            if not taken:
+                raise NoNodeFree      # every node pushed back before any took the request
+            await asyncio.sleep(min(backoff_s, max(0.0, deadline_at - time.perf_counter())))
+            backoff_s = min(2 * backoff_s, 1.0)
+
+    async def _round(self, decision, label: int, seed: int, deadline_at: float, attempts: int):
+        """One pass over the nodes -> (attempts, (result, node, retries)) on an answer, else
+        (attempts, whether some node took the request and failed)."""
         t = self.decider.tables
         plan = t.encoding.plans[decision.plan]
-        attempts = 0
+        taken = attempts > 0
         for node in [decision.node, *decision.fallbacks]:
             remaining = deadline_at - time.perf_counter()
             if remaining <= 0:
@@ -191,19 +211,19 @@ class Router:
             response = self.handles[node].generate.remote(label, plan, decision.steps, seed)
             try:
                 result = await asyncio.wait_for(self._await(response), budget)
-                return result, node, attempts - 1
+                return attempts, (result, node, attempts - 1)
             except asyncio.TimeoutError:
                 response.cancel()
                 if budget >= remaining:
                     raise DeadlinePassed from None
+                taken = True
                 log.warning("node %s overdue after %.2f s: retrying elsewhere", t.encoding.targets[node], budget)
             except BackPressureError:
-                pass
+                attempts -= 1             # refused before it was taken: not a retry
             except (RayActorError, TaskCancelledError) as exc:
+                taken = True
                 self.decider.nodes.replica_died(node)
                 log.warning("node %s replica lost (%s): retrying elsewhere", t.encoding.targets[node], type(exc).__name__)
             finally:
                 self.decider.nodes.answered(node, expected)
-        if time.perf_counter() >= deadline_at:
-            raise DeadlinePassed
-        raise NoNodeFree      # every node pushed back, or every replica tried was lost
+        return attempts, taken
