@@ -82,13 +82,14 @@ def algorithm_config(algo: str, env_config: dict, *, num_envs: int = 10, num_env
             algo, env_config, num_envs=num_envs, num_env_runners=num_env_runners, seed=seed, options=options,
             agents=core.num_agents if multi_agent else None, episode_decisions=core.mean_episode_decisions()))
     from policies.extensions import build_extensions
-    from policies.sac.config import DiffusionSACConfig, per_action_columns_for
+    from policies.sac.algorithm import DiffusionSAC
+    from policies.sac.config import per_action_columns_for
 
     model = _checked(ModelOptions, model, "model", "model options")
     for extension in build_extensions(options):
         extension.check(scen)               # a bad option fails here, not in a runner
     n_agents = core.num_agents if multi_agent else 1
-    cfg = (DiffusionSACConfig()
+    cfg = (DiffusionSAC.get_default_config()
            .environment(env_config=dict(env_config))
            .env_runners(num_env_runners=num_env_runners, num_envs_per_env_runner=num_envs,
                         num_cpus_per_env_runner=0.5)

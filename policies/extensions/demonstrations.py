@@ -65,13 +65,11 @@ class KeptDemonstrations:
         return self.own.ready(m) or self.kept.ready(m)
 
     def sample(self, m: int, k: int = 1) -> dict[str, np.ndarray]:
-        from policies.sac.replay import draw_minibatches
-
         if not self.kept.ready(m):
             from_kept = 0
         else:
             from_kept = m if not self.own.ready(m) else round(self.batch_share * m)
-        return draw_minibatches([(self.kept, from_kept), (self.own, m - from_kept)], m, k)
+        return self.own.sample_mixed([(self.kept, from_kept), (self.own, m - from_kept)], m, k)
 
 
 class Demonstrations(Extension):
@@ -101,14 +99,11 @@ class Demonstrations(Extension):
     def wrap_replay(self, replay, algorithm):
         if not self.options.batch_share:
             return replay
-        from policies.sac.replay import TransitionReplay
-
         # Agents decide about equally often: twice an agent's share leaves room for the spread.
         n_agents, decisions = replay.E, self.options.decisions
         per_agent = decisions if n_agents == 1 else -(-2 * decisions // n_agents)
         seed = algorithm.config.seed
-        kept = TransitionReplay(n_agents, per_agent, replay.obs.shape[-1], replay.n_actions,
-                                seed=None if seed is None else seed + 1, with_prior=replay.with_prior)
+        kept = replay.sibling(per_agent, seed=None if seed is None else seed + 1)
         return KeptDemonstrations(replay, kept, self.options.batch_share)
 
     def extra_updates(self, decisions: int) -> int:

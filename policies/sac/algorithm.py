@@ -29,7 +29,7 @@ UPDATES_PER_CALL = 256
 class DiffusionSAC(Algorithm):
     @classmethod
     def get_default_config(cls) -> DiffusionSACConfig:
-        return DiffusionSACConfig()
+        return DiffusionSACConfig(algo_class=cls)
 
     def setup(self, config):
         super().setup(config)

@@ -15,9 +15,8 @@ class DiffusionSACConfig(AlgorithmConfig):
     """Discrete SAC with a diffusion (or MLP) actor over the vectorised edge simulator."""
 
     def __init__(self, algo_class=None):
-        from policies.sac.algorithm import DiffusionSAC
-
-        super().__init__(algo_class=algo_class or DiffusionSAC)
+        # `DiffusionSAC.get_default_config()` passes itself (policies/sac/algorithm.py).
+        super().__init__(algo_class=algo_class)
         self.env_runner_cls = EdgeDecisionRunner
         self.num_env_runners = 0
         self.num_envs_per_env_runner = 10

@@ -54,9 +54,23 @@ class TransitionReplay:
     def ready(self, m: int) -> bool:
         return bool((self.size >= min(m, self.C)).all())
 
+    def sibling(self, capacity_per_agent: int, seed: int | None) -> "TransitionReplay":
+        """An empty buffer of the same agents and shapes (e.g. to keep some transitions apart)."""
+        return TransitionReplay(self.E, capacity_per_agent, self.obs.shape[-1], self.n_actions,
+                                seed=seed, with_prior=self.with_prior)
+
     def sample(self, m: int, k: int = 1) -> dict[str, np.ndarray]:
         """k minibatches of E*m rows each, concatenated; each minibatch grouped by agent."""
-        return draw_minibatches([(self, m)], m, k)
+        return self.sample_mixed([(self, m)], m, k)
+
+    @staticmethod
+    def sample_mixed(parts: list[tuple["TransitionReplay", int]], m: int, k: int) -> dict[str, np.ndarray]:
+        """k minibatches of E*m rows, every agent's m rows made of `n` from each (buffer, n) of
+        `parts`, in that order; flat [k*E*m, ...], grouped by agent within each minibatch."""
+        drawn = [replay.draw(n, k) for replay, n in parts if n]
+        E = parts[0][0].E
+        return {key: np.concatenate([d[key] for d in drawn], axis=2).reshape(k * E * m, *drawn[0][key].shape[3:])
+                for key in drawn[0]}
 
     def draw(self, m: int, k: int) -> dict[str, np.ndarray]:
         """Uniform rows, [k, E, m, ...]: m of every agent's for each of k minibatches."""
@@ -70,11 +84,3 @@ class TransitionReplay:
             batch[NEXT_PRIOR] = self.next_prior[e, idx]
         return batch
 
-
-def draw_minibatches(parts: list[tuple[TransitionReplay, int]], m: int, k: int) -> dict[str, np.ndarray]:
-    """k minibatches of E*m rows, every agent's m rows made of `n` from each (buffer, n) of
-    `parts`, in that order; flat [k*E*m, ...], grouped by agent within each minibatch."""
-    drawn = [replay.draw(n, k) for replay, n in parts if n]
-    E = parts[0][0].E
-    return {key: np.concatenate([d[key] for d in drawn], axis=2).reshape(k * E * m, *drawn[0][key].shape[3:])
-            for key in drawn[0]}
