@@ -72,12 +72,20 @@ def write_artifact(folder: Path, *, module, config, algorithm: str, training_con
     return folder
 
 
-def check_spec(spec: dict, config, core=None) -> None:
-    """Refuse an artifact whose scenario, observation layout or action encoding differs."""
+def check_spec(spec: dict, config, core=None, transfer: bool = False) -> None:
+    """Refuse an artifact whose scenario, observation layout or action encoding differs.
+
+    `transfer`: the policy is reused on another family of the same scenario (collab-exit/urban
+    on collab-exit/peak): the family may differ, the spaces may not."""
     want = describe(config, core)
     problems = []
-    if spec.get("scenario") != want["scenario"]:
-        problems.append(f"scenario: trained on {spec.get('scenario')!r}, asked for {want['scenario']!r}")
+    have_scenario = str(spec.get("scenario"))
+    if transfer:
+        if have_scenario.split("/")[0] != want["scenario"].split("/")[0]:
+            problems.append(f"scenario: trained on {have_scenario!r}, reused on {want['scenario']!r} "
+                            "(a policy transfers between families of one scenario only)")
+    elif have_scenario != want["scenario"]:
+        problems.append(f"scenario: trained on {have_scenario!r}, asked for {want['scenario']!r}")
     have_layout, want_layout = spec.get("observation_layout", {}), want["observation_layout"]
     for key in ("version", "dim"):
         if have_layout.get(key) != want_layout[key]:
@@ -175,16 +183,18 @@ def resolve_folder(spec: str) -> Path:
     raise ConfigError(f"no {SPEC_FILE} under {spec!r}: not a policy artifact written by `aigc-edge train`")
 
 
-def load_policy(spec: str, config: Any, sample: bool = False, seed: int | None = None) -> DiffusionPolicy:
+def load_policy(spec: str, config: Any, sample: bool = False, seed: int | None = None,
+                transfer: bool = False) -> DiffusionPolicy:
     """Load a trained policy for scenario `config` (refusing a spec mismatch), without Ray.
 
-    Acts by argmax; `sample=True` (or a spec ending in `#sample`) draws from pi(.|s) instead."""
+    Acts by argmax; `sample=True` (or a spec ending in `#sample`) draws from pi(.|s) instead.
+    `transfer`: `config` may be another family of the policy's scenario (see `check_spec`)."""
     spec = str(spec)
     if spec.endswith("#sample"):
         spec, sample = spec[: -len("#sample")], True
     folder = resolve_folder(spec)
     meta = json.loads((folder / SPEC_FILE).read_text())
-    check_spec(meta, config)
+    check_spec(meta, config, transfer=transfer)
     if meta.get("spec_version") != SPEC_VERSION:
         raise ConfigError(f"{folder}: policy artifact version {meta.get('spec_version')}, this code reads "
                           f"version {SPEC_VERSION}; retrain it with `aigc-edge train`")
@@ -195,6 +205,30 @@ def load_policy(spec: str, config: Any, sample: bool = False, seed: int | None =
     store = np.load(store_path) if store_path.is_file() else None
     return DiffusionPolicy(actor, torch.from_numpy(weights["obs_scale"]), meta, store, sample=sample, seed=seed,
                            name=f"{meta['algorithm']}{'-sampled' if sample else ''}:{folder}")
+
+
+def policy_of_module(module, lad_store: np.ndarray | None = None, name: str = "learner",
+                     sample: bool = False, seed: int | None = None) -> DiffusionPolicy:
+    """A frozen copy of a live DiffusionSACModule's actor as a Policy (evaluation during training)."""
+    import copy
+
+    spec = {"n_agents": module.n_agents, "n_actions": module.n_actions,
+            "model_config": {k: v for k, v in module.cfg.items() if k != "obs_scale"}}
+    store = None if lad_store is None else np.array(lad_store, np.float32)
+    return DiffusionPolicy(copy.deepcopy(module.actor), module.obs_scale.detach().clone(), spec, store, name=name,
+                           sample=sample, seed=seed)
+
+
+def source_module_dir(spec: str) -> tuple[Path, Path | None]:
+    """Where the weights of a source policy are, for `init_from`: (RLModule checkpoint folder,
+    its artifact folder or None). `spec`: an artifact, a training-run folder, or an MLflow URI."""
+    location = Path(spec).expanduser()
+    run_module = location / "algo" / "learner_group" / "learner" / "rl_module" / "default_policy"
+    if not spec.startswith(("models:/", "runs:/", "mlflow-artifacts:/")) and run_module.is_dir():
+        artifact = location / "policy"
+        return run_module, artifact if (artifact / SPEC_FILE).is_file() else None
+    artifact = resolve_folder(spec)
+    return artifact / "module", artifact
 
 
 class _ArraysOnly(pickle.Unpickler):

@@ -15,6 +15,7 @@ from pydantic import ConfigDict, Field, model_validator
 from envs.config import StrictModel
 from policies.extensions.demonstrations import DemonstrationOptions
 from policies.extensions.hindsight_credit import HindsightCreditOptions
+from policies.extensions.policy_reuse import PolicyReuseOptions
 
 
 class SACOptions(StrictModel):
@@ -42,12 +43,17 @@ class SACOptions(StrictModel):
         None, description="start from a demonstrator's decisions (DQfD-style; policies/extensions/demonstrations.py)")
     hindsight_credit: HindsightCreditOptions | None = Field(
         None, description="charge the waits a placement causes to it (dedgeai; policies/extensions/hindsight_credit.py)")
+    policy_reuse: PolicyReuseOptions | None = Field(
+        None, description="pi-reuse: a source policy acts with a decaying probability (policies/extensions/policy_reuse.py)")
 
     @model_validator(mode="after")
     def _one_first_actor(self) -> "SACOptions":
         if self.demonstrations is not None and self.random_decisions:
             raise ValueError("training.demonstrations and training.random_decisions both choose the first "
                              "actions: set random_decisions to 0 or drop demonstrations")
+        if self.demonstrations is not None and self.policy_reuse is not None:
+            raise ValueError("training.demonstrations and training.policy_reuse both act instead of the "
+                             "learner: use one of them")
         return self
 
 

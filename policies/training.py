@@ -80,6 +80,8 @@ class TrainConfig(StrictModel):
     run_name: str | None = Field(None, description="checkpoint folder / MLflow run name (default: derived)")
     register_policy: bool = Field(True, description="register the policy artifact in the MLflow model registry")
     max_wall_s: float | None = Field(None, gt=0, description="stop early after this many seconds (still saves)")
+    init_from: str | None = Field(None, description="start from a source policy's weights (transfer): an artifact "
+                                                    "or run folder, or an MLflow URI")
 
     @model_validator(mode="before")
     @classmethod
@@ -161,6 +163,9 @@ class TrainingCallbacks:
     def on_start(self, cfg: TrainConfig, scenario_config, state: dict, resumed_from: int | None) -> None:
         pass
 
+    def on_algorithm(self, algo) -> None:
+        """The built (and possibly restored or initialised) RLlib algorithm, before the first iteration."""
+
     def on_iteration(self, progress: TrainProgress, metrics: dict[str, float]) -> None:
         pass
 
@@ -175,8 +180,10 @@ class TrainingCallbacks:
 
 
 # ---- the loop ----------------------------------------------------------------------------------
-def train(cfg: TrainConfig, resume: bool = False, callbacks: Iterable[TrainingCallbacks] = ()) -> dict:
-    """Train (or resume) and return the `aigc-edge train --json` figures."""
+def train(cfg: TrainConfig, resume: bool = False, callbacks: Iterable[TrainingCallbacks] = (),
+          run_root: Path | None = None) -> dict:
+    """Train (or resume) and return the `aigc-edge train --json` figures. The run's folder is
+    `run_root / cfg.name()` (default: `$AIGC_EDGE_HOME/checkpoints/`)."""
     import torch
     torch.set_num_threads(1)
     from envs.scenarios import load_scenario, make_core, scenario_name
@@ -193,7 +200,7 @@ def train(cfg: TrainConfig, resume: bool = False, callbacks: Iterable[TrainingCa
     algo_cfg = algorithm_config(cfg.algo, env_config, num_envs=cfg.num_envs,
                                 num_env_runners=cfg.num_env_runners, seed=cfg.seed,
                                 training=cfg.training, model=cfg.model)
-    run_dir = checkpoints_dir() / cfg.name()
+    run_dir = Path(run_root or checkpoints_dir()) / cfg.name()
     algo_dir, state_file = run_dir / "algo", run_dir / "run.json"
     state: dict = json.loads(state_file.read_text()) if (resume and state_file.is_file()) else {}
     if not resume and run_dir.exists():
@@ -219,9 +226,15 @@ def train(cfg: TrainConfig, resume: bool = False, callbacks: Iterable[TrainingCa
         state["resumed_at"] = state.get("resumed_at", []) + [resumed_from]
         for c in callbacks:
             c.on_message(f"resumed {cfg.name()} from {algo_dir}: {resumed_from} episodes done")
+    elif cfg.init_from:
+        initialise_from(algo, cfg.init_from, scen)
+        for c in callbacks:
+            c.on_message(f"[{cfg.name()}] initialised from {cfg.init_from}")
     state["name"] = cfg.name()
     for c in callbacks:
         c.on_start(cfg, scen, state, resumed_from)
+    for c in callbacks:
+        c.on_algorithm(algo)
 
     expected = cfg.episodes * make_core(scen, 1, 0).mean_episode_decisions()
     started = time.monotonic()
@@ -277,6 +290,27 @@ def train(cfg: TrainConfig, resume: bool = False, callbacks: Iterable[TrainingCa
     finally:
         algo.stop()
     return result
+
+
+def initialise_from(algo, source: str, scen) -> None:
+    """Load a source policy's weights (actor and critics) into a freshly built algorithm, and LAD's
+    store with them; optimiser state and replay start afresh. The spaces must match (transfer
+    between families of one scenario)."""
+    from envs.config import ConfigError
+    from policies.artifact import SPEC_FILE, check_spec, source_module_dir
+
+    try:
+        module_dir, artifact = source_module_dir(source)
+    except ConfigError as e:
+        raise ConfigError(f"init_from: {e}") from e
+    if artifact is not None:
+        check_spec(json.loads((artifact / SPEC_FILE).read_text()), scen, transfer=True)
+    algo.restore_from_path(str(module_dir), component="learner_group/learner/rl_module/default_policy")
+    store_file = None if artifact is None else artifact / "lad_store.npy"
+    if store_file is not None and store_file.is_file():
+        store = np.load(store_file)
+        algo.env_runner_group.foreach_env_runner(lambda r: r.set_state({"lad_store": store}),
+                                                 local_env_runner=True)
 
 
 def _progress(cfg: TrainConfig, book, algo, result: dict, iteration: int, expected: float,

@@ -92,10 +92,13 @@ def build_extensions(options: "SACOptions") -> list[Extension]:
     """The extensions the options switch on, in a fixed order."""
     from policies.extensions.demonstrations import Demonstrations
     from policies.extensions.hindsight_credit import HindsightCredit
+    from policies.extensions.policy_reuse import PolicyReuse
 
     out: list[Extension] = []
     if options.demonstrations is not None:
         out.append(Demonstrations(options.demonstrations))
     if options.hindsight_credit is not None:
         out.append(HindsightCredit(options.hindsight_credit))
+    if options.policy_reuse is not None:
+        out.append(PolicyReuse(options.policy_reuse))
     return out
