@@ -13,9 +13,9 @@ import sys
 
 from envs.config import ConfigError
 
-# Subcommand modules, in the order `--help` lists them (DESIGN.md's transfer and tune join this
-# list when they are built).
-COMMAND_MODULES = ("generator", "train", "evaluate", "bench", "serve", "loadtest", "submit", "ui")
+# Subcommand modules, in the order `--help` lists them (DESIGN.md's order).
+COMMAND_MODULES = ("generator", "train", "evaluate", "transfer", "tune", "bench", "serve", "loadtest",
+                   "submit", "ui")
 
 
 def common_options() -> argparse.ArgumentParser:
