@@ -8,9 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from envs.config import StrictModel, load_config
+from policies.catalog import MLFLOW_URI_SCHEMES
 from serving.app.routing import FIXED_PREFIX, ROUTERS
 
 APP_NAME = "aigc-edge"
@@ -23,6 +24,15 @@ class RouterSettings(StrictModel):
     router: str = Field("least-loaded", description=f"one of {', '.join(ROUTERS)} (or {FIXED_PREFIX}<node>/<plan>)")
     policy: str | None = Field(None, description="learned: a checkpoint folder or models:/aigc-edge-policy-serve-sim@champion")
     seed: int = Field(0, description="seed of the random router")
+    follow_alias_s: float = Field(
+        10.0, ge=0.0, le=3600.0,
+        description="learned router with a models:/NAME@ALIAS policy: seconds between looks at the alias in "
+                    "the registry; when it names a new version, that version is built aside and swapped in. "
+                    "0 = off (the version found at deploy stays), else 0.1 to 3600")
+    tracking_uri: str | None = Field(
+        None, description="MLflow store an MLflow policy (models:/, runs:/) and its alias are read from; "
+                          "default: the store of the process that makes these settings (MLFLOW_TRACKING_URI, "
+                          "else $AIGC_EDGE_HOME/mlflow.db), so the Router reads where the endpoint was started")
 
     @field_validator("router")
     @classmethod
@@ -30,6 +40,24 @@ class RouterSettings(StrictModel):
         if value not in ROUTERS and not value.startswith(FIXED_PREFIX):
             raise ValueError(f"must be one of {', '.join(ROUTERS)} or {FIXED_PREFIX}<node>/<plan>, got {value!r}")
         return value
+
+    @field_validator("follow_alias_s")
+    @classmethod
+    def _period(cls, value: float) -> float:
+        if 0.0 < value < 0.1:
+            raise ValueError(f"must be 0 (off) or from 0.1 to 3600 s, got {value}")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _store(cls, data):
+        """An MLflow policy gets the store of the process that writes the settings (the driver that
+        deploys), not the one a Router replica's environment would give."""
+        if (isinstance(data, dict) and data.get("tracking_uri") is None
+                and str(data.get("policy") or "").startswith(MLFLOW_URI_SCHEMES)):
+            from policies.tracking import tracking_uri
+            data = {**data, "tracking_uri": tracking_uri()}
+        return data
 
 
 class ServeAppConfig(StrictModel):

@@ -7,6 +7,9 @@ Errors, by design:
 - 504 only when no node answered before the request's deadline;
 - a node replica dying (RayActorError), a node attempt overdue, or backpressure: the same request
   (same seed: the same image) goes to the next node by estimated latency.
+
+A learned policy given as `models:/NAME@ALIAS` is followed: an `AliasFollower` thread swaps in the
+version the alias names (`follow_alias_s`); it ends when the replica is reconfigured or deleted.
 """
 
 import asyncio
@@ -18,16 +21,17 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import Field
 from ray import serve
 from ray.exceptions import RayActorError, TaskCancelledError
 from ray.serve.exceptions import BackPressureError
 
 from envs.config import ConfigError
 from envs.topology import Topology
-from serving.app.api import CLASS_NAMES, ErrorResponse, GenerateRequest, GenerateResponse, field_errors
+from serving.app.api import CLASS_NAMES, Decision, ErrorResponse, GenerateRequest, GenerateResponse, field_errors
 from serving.app.config import RouterSettings
 from serving.app.node import rss_mb
-from serving.app.routing import RoutingDecider, scenario_config
+from serving.app.routing import AliasFollower, RegistryAlias, RoutingDecider, scenario_config
 
 log = logging.getLogger("ray.serve")
 DEMO_PAGE = Path(__file__).resolve().parent / "demo.html"
@@ -38,6 +42,15 @@ OVERDUE_FACTOR, OVERDUE_GRACE_S = 3.0, 1.0
 http_app = FastAPI(title="aigc-edge", version="1",
                    description="Class-conditional image generation on heterogeneous edge nodes, "
                                "routed by a learned policy (node and exit plan per request).")
+
+
+class RoutedDecision(Decision):
+    model_version: str | None = Field(None, description="the MLflow registry version of a learned policy given "
+                                                        "as models:/NAME@ALIAS or models:/NAME/VERSION; else null")
+
+
+class RoutedResponse(GenerateResponse):
+    decision: RoutedDecision
 
 
 class NoNodeFree(Exception):
@@ -83,14 +96,29 @@ class Router:
         self.handles = [nodes[name] for name in self.topology.node_names]
         self.decider = RoutingDecider(self.topology, scenario_config(topology_path, topology_overrides or []))
         self.retry_after_s = retry_after_s
+        self.follower: AliasFollower | None = None
         http_app.state.max_body_bytes = max_body_bytes
         # the policy comes with the user_config: Serve calls reconfigure() before any request
 
     def reconfigure(self, user_config: dict) -> None:
-        """Hot swap: the new policy is built aside; one reference is swapped (no restart, no request lost)."""
+        """Hot swap: the new policy is built aside; one reference is swapped (no restart, no request lost).
+        The follower of the previous policy's alias (if any) stops: it follows that policy only."""
         settings = RouterSettings.model_validate(user_config or {})
-        active = self.decider.use(settings.router, settings.policy, settings.seed)
-        log.info("router policy v%d: %s %s", active.version, active.router, active.spec or "")
+        active = self.decider.use(settings.router, settings.policy, settings.seed, settings.tracking_uri)
+        log.info("router policy v%d: %s %s%s", active.version, active.router, active.spec or "",
+                 f" (registry version {active.model_version})" if active.model_version else "")
+        if self.follower is not None:
+            self.follower.stop()
+            self.follower = None
+        if settings.router == "learned" and settings.follow_alias_s > 0 and RegistryAlias.parse(settings.policy):
+            self.follower = AliasFollower(self.decider, active, settings.seed, settings.tracking_uri,
+                                          settings.follow_alias_s).start()
+
+    def __del__(self):
+        """Serve calls this when the replica is deleted: the alias follower stops with it."""
+        follower = getattr(self, "follower", None)
+        if follower is not None:
+            follower.stop(timeout_s=1.0)
 
     # ---- pages ------------------------------------------------------------------------------------
     @http_app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -100,7 +128,8 @@ class Router:
     @http_app.get("/healthz")
     async def healthz(self) -> dict:
         a = self.decider.active
-        return {"status": "ok", "router": a.router, "policy": a.spec, "policy_version": a.version}
+        return {"status": "ok", "router": a.router, "policy": a.spec, "policy_version": a.version,
+                "model_version": a.model_version}
 
     @http_app.get("/v1/nodes")
     async def nodes(self) -> dict:
@@ -115,7 +144,7 @@ class Router:
                         "wait_s": round(float(t.wait_s(view)[0, i]), 3),
                         "link_ms": round(float(t.link_s[i]) * 1000, 1), "replica_report": reports[i]})
         a = self.decider.active
-        return {"router": a.router, "policy": a.spec, "policy_version": a.version,
+        return {"router": a.router, "policy": a.spec, "policy_version": a.version, "model_version": a.model_version,
                 "router_rss_mb": round(rss_mb(), 1), "nodes": out}
 
     async def _stats(self, handle) -> dict | None:
@@ -129,7 +158,7 @@ class Router:
         return await response
 
     # ---- generation ----------------------------------------------------------------------------
-    @http_app.post("/v1/generate", response_model=GenerateResponse,
+    @http_app.post("/v1/generate", response_model=RoutedResponse,
                    responses={200: {"content": {"image/png": {}}, "description": "PNG (format=png) or JSON"},
                               413: {"model": ErrorResponse}, 422: {"model": ErrorResponse},
                               503: {"model": ErrorResponse}, 504: {"model": ErrorResponse}})
@@ -163,9 +192,9 @@ class Router:
                    "link_ms": result["link_ms"], "total_ms": (time.perf_counter() - started) * 1000.0}
         pol = decision.policy
         info = {"router": pol.router, "policy": pol.spec, "policy_version": pol.version,
-                "node": self.topology.nodes[node].name, "plan": t.encoding.plans[decision.plan],
-                "steps": steps, "action": int(t.encoding.encode(node, decision.plan)), "quality": quality,
-                "retried": retried}
+                "model_version": pol.model_version, "node": self.topology.nodes[node].name,
+                "plan": t.encoding.plans[decision.plan], "steps": steps,
+                "action": int(t.encoding.encode(node, decision.plan)), "quality": quality, "retried": retried}
         if req.format == "json":
             return {"image_png_base64": base64.b64encode(result["png"]).decode(), "label": req.class_label,
                     "class_name": CLASS_NAMES[req.class_label], "decision": info, "timings": timings}
