@@ -1,16 +1,21 @@
 """The agents benchmark: LAD-TS reproduction on dedgeai and the collab-exit comparison.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/agents/run.py [--only SUBSTRING ...] [--seeds 0 1 2]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/agents/run.py [--only SUBSTRING ...] [--seeds 0 1 2] [--resume]
 
-Runs the jobs below in priority order, each with `policies.training.train` (the library behind
-`aigc-edge train`). Every finished run is saved at once to `benchmarks/results/agents/runs/<job>.json`
-and skipped next time; an interrupted run resumes from its RLlib checkpoint. After every run the
-results table (`benchmarks/results/agents/results.md`) and the learning curves
+The jobs are data: `tuning/experiments/agents.yaml` (job groups over scenario, overrides, algos,
+training and model options, seeds; tuning/jobs.py validates and expands them, in priority order).
+They run as one Ray Tune stage (tuning/jobs.py `run_jobs`): one trial per job, `max_concurrent_jobs`
+at a time with `cpus_per_job` CPUs each (agents.yaml; `--max-concurrent`, `--cpus-per-job`), each
+with `policies.training.train` (the library behind `aigc-edge train`) in the trial process. Every
+finished run is saved at once to `benchmarks/results/agents/runs/<job>.json` and skipped next time
+(a failed one leaves `<job>.error`, skipped too until it is deleted); an interrupted run resumes
+from its RLlib checkpoint. `--resume` restores the Tune experiment of the same job list
+(`$AIGC_EDGE_HOME/experiments/agents-benchmark/tune/`): finished and failed trials are not rerun.
+After every run the results table (`benchmarks/results/agents/results.md`) and the learning curves
 (`benchmarks/results/agents/learning_curves.png`, greedy, random and on dedgeai the state-free
 capacity-proportional rule on the same scenario as reference lines; on dedgeai also
 `paired_ratio_curves.png`, each run per 10 episodes against greedy on the same episodes) are
-rewritten from all saved runs. Several processes with different `--only` filters can share the work (each run is owned by
-one process through a lock file).
+rewritten from all saved runs, and once more after the stage.
 
 Metric (as the issue defines it): mean per-task delay of each training episode (every simulated
 episode counts, across the vectorised copies), mean of the last 10 of 60 episodes, then mean and
@@ -36,229 +41,23 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from policies.reference_rules import CapacityProportional  # noqa: E402
+from tuning.jobs import load_benchmark, run_jobs, train_config, validate_jobs  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "agents"
 RUNS = OUT / "runs"
-FAITHFUL = ["form=multi-agent"]          # 20 independent agents, one per BS (the paper's setting)
 FAITHFUL_GROUP = "dedgeai faithful (20 agents)"
-SHARED = ["form=shared"]                  # one policy, BS identity observed
-
-# The 20-agent ensemble: per-agent networks of 64 units (the public code's per-BS networks are
-# small too), 20 x 32 rows per SGD step, one step per 512 decisions, 20 copies (3 rounds of 20:
-# the last 10 episodes start after 40 have been simulated; 10 copies would cost ~2x the sampling
-# time of the 20-agent forward pass, 30 copies would start the last 10 after only 30).
-FAITHFUL_TRAINING = {"minibatch_per_agent": 32, "decisions_per_update": 512}
-FAITHFUL_MODEL = {"hidden": 64, "critic_hidden": 64}
-FAITHFUL_ENVS = 20
-# Every action scored by one shared network from its server's own columns (model.network); the
-# hidden layers then run once per action, so a quarter of the width (~2x a flat step's cost).
-PER_ACTION_MODEL = {"network": "per-action", "hidden": 32, "critic_hidden": 32}
-# The best size-split rule in corrected mode (benchmarks/results/agents/reference_rules.md).
-DEMO_RULE = "size-split:1.75:0.9"
 
 
 def jobs(seeds: list[int]) -> list[dict]:
-    """Jobs in priority order: what the issue must show first, extra seeds last."""
-    def faithful(algo, seed):
-        return {"group": FAITHFUL_GROUP, "name": f"faithful-{algo}-s{seed}",
-                "cfg": dict(scenario="dedgeai", scenario_overrides=FAITHFUL, algo=algo, seed=seed,
-                            training=dict(FAITHFUL_TRAINING), model=dict(FAITHFUL_MODEL),
-                            num_envs=FAITHFUL_ENVS)}
+    """Jobs in priority order: what the issue must show first, extra seeds last. They are data:
+    tuning/experiments/agents.yaml, expanded by tuning/jobs.py."""
+    return load_benchmark().jobs_of(seeds)
 
-    def shared(algo, seed):
-        return {"group": "dedgeai shared (one policy)", "name": f"shared-{algo}-s{seed}",
-                "cfg": dict(scenario="dedgeai", scenario_overrides=SHARED, algo=algo, seed=seed)}
 
-    def faithful_rllib(algo, seed):
-        # RLlib's stock algorithm with one independent policy per BS on the turn-based env.
-        return {"group": FAITHFUL_GROUP, "name": f"faithful-rllib-{algo}-s{seed}",
-                "label": f"{algo} (RLlib, 20 policies)",
-                "cfg": dict(scenario="dedgeai", scenario_overrides=FAITHFUL, algo=algo, seed=seed)}
-
-    def faithful_no_slot(seed):
-        # Our LAD keying beside the faithful one: (BS, position) without the slot, so a context
-        # recurs ~59 times per episode and its stored probability is refreshed that often.
-        job = faithful("lad", seed)
-        job.update(name=f"faithful-lad-noslot-s{seed}", label="lad (no-slot keying)")
-        job["cfg"]["model"]["lad_keying"] = "no-slot"
-        return job
-
-    def faithful_entropy(algo, seed, scale):
-        # With Q_bef unobserved every task of a slot sees the same queues: a policy must stay
-        # spread. The state-free capacity-proportional draw has ~2.9 nats; our default target is
-        # 0.65 log 20 = 1.95 nats. Does a higher target entropy help?
-        job = faithful(algo, seed)
-        job.update(name=f"faithful-{algo}-ent{scale}-s{seed}", label=f"{algo} (target entropy {scale} log 20)")
-        job["cfg"]["training"]["target_entropy_scale"] = scale
-        return job
-
-    def tuned_sac(job, seed):
-        # RLlib SAC's target_entropy "auto" is -1 for a Discrete space: alpha then falls for
-        # ever and the near-greedy policy herds tasks. Ours is 0.65 log 20: give it the same.
-        job.update(name=job["name"].replace(f"-sac-s{seed}", f"-sac-tuned-s{seed}"),
-                   label=job.get("label", "sac").replace("sac", "sac (target entropy 0.65 log 20)", 1))
-        job["cfg"]["training"] = {"target_entropy": float(0.65 * np.log(20))}
-        return job
-
-    def shared_tuned_ppo(seed):
-        # A faster learner and no value-loss clip: RLlib's default vf_clip_param of 10 clips the
-        # squared error of returns that reach tens of seconds here.
-        job = shared("ppo", seed)
-        job.update(name=f"shared-ppo-tuned-s{seed}", label="ppo (lr 1e-3, 8 epochs, no value clip)")
-        job["cfg"]["training"] = {"lr": 1e-3, "num_epochs": 8, "vf_clip_param": 1e6}
-        return job
-
-    def corrected(algo, seed):
-        return {"group": "dedgeai corrected (shared)", "name": f"corrected-{algo}-s{seed}",
-                "cfg": dict(scenario="dedgeai-corrected", scenario_overrides=SHARED, algo=algo, seed=seed)}
-
-    def corrected_long_horizon(seed, gamma, reward_scale):
-        # The paper's gamma 0.5 makes every agent near-myopic; can a long horizon see that greedy's
-        # placement hurts the tasks after it (benchmarks/agents/reference_rules.py: it does, a lot)?
-        # reward_scale keeps the critic's targets (~ reward / (1 - gamma)) of a similar size.
-        job = corrected("sac-mlp", seed)
-        job.update(name=f"corrected-sac-mlp-gamma{gamma}-s{seed}", label=f"sac-mlp (gamma {gamma})")
-        job["cfg"]["training"] = {"gamma": gamma, "reward_scale": reward_scale}
-        return job
-
-    def corrected_long_horizon_ppo(seed, gamma):
-        # PPO is the best agent in corrected mode at the paper's gamma 0.5 (level with greedy).
-        # Its episode return is exactly the metric (minus the total delay), and GAE with lambda
-        # near 1 passes a placement's cost on to the tasks after it without a critic having to
-        # bootstrap it: does a long horizon let it find what the size-split rule finds? Returns
-        # reach -6 s / (1 - gamma): RLlib's value-loss clip (10) would stop the critic learning.
-        job = corrected("ppo", seed)
-        job.update(name=f"corrected-ppo-gamma{gamma}-s{seed}", label=f"ppo (gamma {gamma}, lambda 0.95)")
-        job["cfg"]["training"] = {"gamma": gamma, "lambda_": 0.95, "lr": 1e-3, "vf_clip_param": 1e6}
-        return job
-
-    def variant(job, tag):
-        # A copy of a job whose name carries `tag` before its seed: "<name>-<tag>-s<seed>".
-        suffix = f"-s{job['cfg']['seed']}"
-        assert job["name"].endswith(suffix), job["name"]
-        return dict(job, cfg=dict(job["cfg"]), name=f"{job['name'][:-len(suffix)]}-{tag}{suffix}")
-
-    def caused(job, share, horizon):
-        # Hindsight credit: a share of every wait charged to the decision that caused it (the same
-        # total per episode, envs/dedgeai.py `caused_wait`), so even a near-myopic agent sees what
-        # greedy's placement does to the tasks behind it `horizon` slots on.
-        job = variant(job, f"caused{share}-h{horizon}")
-        job["label"] = f"{job['cfg']['algo']} (caused-wait share {share}, {horizon} slots)"
-        job["cfg"]["training"] = {"hindsight_credit": {"share": share, "horizon": horizon}}
-        return job
-
-    def corrected_caused(algo, seed, share, horizon):
-        return caused(corrected(algo, seed), share, horizon)
-
-    def corrected_demo(algo, seed, gamma=0.5, reward_scale=0.1, pretrain=0, kept=0.0, cql=0.0, **rates):
-        # No agent finds the size-split rule (0.74x greedy here) on its own. Started from its
-        # demonstrations (the first round of 10 episodes, 300k decisions, cloned by the actor
-        # while the critics learn from them; then `pretrain` SGD steps on them alone; `kept`:
-        # kept all run as that share of every batch, as Ape-X DQfD's 25%; `cql`: a conservative
-        # critic on them; `rates`: actor_lr / alpha_lr), does SAC keep it, improve it, or
-        # return to greedy?
-        job = corrected(algo, seed)
-        job["group"] += ", from size-split demonstrations"
-        short = {"actor_lr": ("alr", "actor lr"), "alpha_lr": ("tlr", "temperature lr")}
-        suffix = (("" if gamma == 0.5 else f"-gamma{gamma}") + (f"-pre{pretrain // 1000}k" if pretrain else "")
-                  + (f"-kept{kept}" if kept else "") + (f"-cql{cql}" if cql else "")
-                  + "".join(f"-{short[k][0]}{v:g}" for k, v in rates.items()))
-        details = ([f"{pretrain:,} pre-training steps"] if pretrain else []) + ([f"gamma {gamma}"] if gamma != 0.5 else []) \
-            + ([f"kept as {kept:.0%} of every batch"] if kept else []) + ([f"CQL weight {cql}"] if cql else []) \
-            + [f"{short[k][1]} {v:g}" for k, v in rates.items()]
-        job.update(name=f"corrected-{algo}-demo{suffix}-s{seed}",
-                   label=f"{algo} ({', '.join(details)})" if details else algo)
-        job["cfg"]["training"] = {"demonstrations": {"policy": DEMO_RULE, "decisions": 300_000,
-                                                     "pretrain_updates": pretrain, "batch_share": kept,
-                                                     "cql_weight": cql},
-                                  "gamma": gamma, "reward_scale": reward_scale, **rates}
-        return job
-
-    def per_action(job):
-        # Greedy and the size-split rule take an argmin over servers of a function of each
-        # server's own state; a flat actor clones greedy at 12x greedy's delay (argmax), a
-        # per-action one at 1.0x (benchmarks/results/agents/clone_capacity.md).
-        job = variant(job, "peraction")
-        label = job.get("label", job["cfg"]["algo"])
-        job["label"] = label.replace(" (", " (per-action networks, ", 1) if "(" in label else f"{label} (per-action networks)"
-        job["cfg"]["model"] = dict(PER_ACTION_MODEL)
-        return job
-
-    def collab(algo, seed):
-        return {"group": "collab-exit/urban", "name": f"collab-{algo}-s{seed}",
-                "cfg": dict(scenario="collab-exit/urban", algo=algo, seed=seed)}
-
-    def collab_dense(algo, seed):
-        # collab-exit episodes are short (500 decisions): 60 of them give the default schedule
-        # (one SGD step per 256 decisions) only ~100 updates; here one per 4 decisions.
-        job = collab(algo, seed)
-        job.update(group=job["group"] + ", 1 update / 4 decisions", name=f"collab-real-dense-{algo}-s{seed}")
-        job["cfg"]["training"] = {"decisions_per_update": 4, "learning_starts": 1000, "rollout_decisions": 1000}
-        return job
-
-    first, rest = seeds[:1], seeds[1:]
-    out = [faithful(a, s) for s in seeds for a in ("lad", "d2sac", "sac-mlp")]
-    out += [faithful_no_slot(s) for s in seeds]
-    out += [shared("lad", s) for s in first]
-    out += [corrected(a, s) for s in first for a in ("lad", "d2sac", "sac-mlp")]
-    out += [collab(a, s) for s in first for a in ("lad", "d2sac")]
-    out += [collab_dense(a, s) for s in first for a in ("lad", "d2sac")]
-    out += [tuned_sac(shared("sac", s), s) for s in first] + [shared("ppo", s) for s in first]
-    out += [shared(a, s) for s in first for a in ("sac", "dqn", "d2sac")]
-    out += [shared(a, s) for s in rest for a in ("lad", "d2sac", "sac", "dqn", "ppo")]
-    out += [collab(a, s) for s in rest for a in ("lad", "d2sac")]
-    out += [corrected(a, s) for s in rest for a in ("lad", "d2sac", "sac-mlp")]
-    out += [corrected_long_horizon(s, g, scale) for s in first for g, scale in ((0.99, 0.1), (0.999, 0.01))]
-    out += [faithful_entropy("sac-mlp", s, scale) for s in first for scale in (0.8, 0.9)]
-    out += [shared_tuned_ppo(s) for s in first] + [corrected("ppo", s) for s in first]
-    out += [faithful_rllib("ppo", s) for s in first]
-    out += [tuned_sac(faithful_rllib("sac", s), s) for s in first] + [faithful_rllib("dqn", s) for s in first]
-    # horizon 1000 > the episode's 60 slots: every transition waits for the end of its episode.
-    out += [corrected_caused("sac-mlp", s, share, h) for s in first
-            for share, h in ((0.5, 2), (1.0, 2), (0.5, 6), (1.0, 6), (0.5, 1000))]
-    out += [corrected_caused("sac-mlp", s, 0.5, 2) for s in rest]
-    out += [corrected_caused(a, s, 0.5, 2) for s in first for a in ("lad", "d2sac")]
-    out += [corrected("ppo", s) for s in rest]      # the best agent in corrected mode: all seeds
-    out += [faithful_rllib("ppo", s) for s in rest]    # ... and in faithful mode
-    out += [corrected_long_horizon_ppo(s, g) for s in first for g in (0.99, 0.999)]
-    out += [corrected_demo("sac-mlp", s, pretrain=10_000) for s in first]
-    out += [corrected_demo("sac-mlp", s, pretrain=10_000, kept=0.25) for s in first]
-    out += [corrected_demo("sac-mlp", s, pretrain=10_000, kept=0.25, cql=1.0) for s in first]
-    out += [corrected_demo("sac-mlp", s, pretrain=10_000, kept=0.25, cql=5.0) for s in first]
-    out += [corrected_demo("sac-mlp", s, pretrain=10_000, kept=0.25, cql=1.0, actor_lr=1e-4) for s in first]
-    out += [corrected_demo("sac-mlp", s, pretrain=10_000, kept=0.25, cql=20.0) for s in first]
-    out += [corrected_demo("sac-mlp", s, pretrain=10_000, kept=0.25, cql=5.0, actor_lr=1e-4) for s in first]
-    out += [corrected_demo("sac-mlp", s, pretrain=10_000, kept=0.25, cql=20.0) for s in rest]
-    # The diffusion actors in the same setting, and a near-fixed temperature (its swings went
-    # with the policy's in the runs above).
-    out += [corrected_demo(a, s, pretrain=10_000, kept=0.25, cql=20.0) for s in first for a in ("lad", "d2sac")]
-    out += [corrected_demo("sac-mlp", s, pretrain=10_000, kept=0.25, cql=20.0, alpha_lr=1e-5) for s in first]
-    out += [corrected_demo("d2sac", s, pretrain=10_000, kept=0.25, cql=20.0) for s in rest]
-    out += [corrected_demo("sac-mlp", s, 0.99, pretrain=10_000) for s in first]
-    out += [per_action(corrected(a, s)) for s in first for a in ("sac-mlp", "d2sac")]
-    out += [per_action(corrected_demo(a, s, pretrain=10_000, kept=0.25, cql=20.0)) for s in first for a in ("sac-mlp", "d2sac")]
-    # gamma 0.5 is near-myopic, and greedy is the myopic optimum: a long horizon can value the split.
-    out += [per_action(corrected_demo("sac-mlp", s, 0.99, pretrain=10_000, kept=0.25, cql=20.0)) for s in first]
-    out += [per_action(corrected_long_horizon(s, 0.99, 0.1)) for s in first]
-    out += [per_action(corrected_demo("sac-mlp", s, pretrain=10_000)) for s in first]   # without kept/CQL
-    # From scratch with hindsight credit: the flat networks could not even clone greedy, so the
-    # credit runs above could not show whether charging the waits a placement causes points an
-    # agent at the split. With share 1.0 a decision's reward is its own delay plus the waits it
-    # causes within the horizon: the marginal cost of the placement to the metric.
-    out += [per_action(corrected_caused("sac-mlp", s, share, h)) for s in first for share, h in ((1.0, 2), (1.0, 6), (0.5, 2))]
-    out += [per_action(corrected(a, s)) for s in first for a in ("lad",)]
-    # All of the wait charged within 2 slots went below greedy from scratch on seed 0: all seeds,
-    # and the diffusion actors.
-    out += [per_action(corrected_caused("sac-mlp", s, 1.0, 2)) for s in rest]
-    out += [per_action(corrected_caused(a, s, 1.0, 2)) for s in seeds for a in ("lad", "d2sac")]
-    out += [per_action(corrected_demo(a, s, pretrain=10_000, kept=0.25, cql=20.0)) for s in rest for a in ("sac-mlp", "d2sac")]
-    out += [per_action(corrected(a, s)) for s in rest for a in ("sac-mlp", "d2sac")]
-    # The same recipe with Q_bef unobserved (the paper's observation, one shared policy): the
-    # size-split rule needs no Q_bef (0.75x greedy there too), so can the agents find it here?
-    out += [per_action(caused(shared(a, s), 1.0, 2)) for s in first for a in ("lad", "sac-mlp")]
-    # ~3 hours each on one core (docs/agents.md, Cost): the last seeds of the faithful form.
-    out += [tuned_sac(faithful_rllib("sac", s), s) for s in rest] + [faithful_rllib("dqn", s) for s in rest]
-    return out
+def tune_state() -> Path:
+    """Where the Tune experiments of this benchmark keep their state (absolute, run state)."""
+    from policies.tracking import home
+    return home() / "experiments" / "agents-benchmark" / "tune"
 
 
 def run_job(job: dict, episodes: int) -> dict:
@@ -266,10 +65,9 @@ def run_job(job: dict, episodes: int) -> dict:
     from envs.scenarios import load_scenario
     from policies.registry import algorithm
     from policies.tracking import MlflowTrainingRecorder
-    from policies.training import TrainConfig, train
+    from policies.training import train
 
-    cfg = TrainConfig(**job["cfg"], episodes=episodes, run_name=f"bench-{job['name']}",
-                      register_policy=False)
+    cfg = train_config(job, episodes)
     from policies.tracking import checkpoints_dir
     resume = (checkpoints_dir() / cfg.name() / "algo").is_dir()
     t0 = time.time()
@@ -291,6 +89,42 @@ def run_job(job: dict, episodes: int) -> dict:
                       episodes=5, seed=10_000 + cfg.seed)
         result["sampled_eval"] = {k: ev.get(k) for k in ("mean_delay_s", "mean_reward", "episodes")}
     return result
+
+
+def _saved(job: dict, runs: Path = RUNS) -> bool:
+    """A job is done when its run is saved, or it failed (delete `<job>.error` to run it again)."""
+    return (runs / f"{job['name']}.json").is_file() or (runs / f"{job['name']}.error").is_file()
+
+
+def run_saved(job: dict, episodes: int, runs: str | None = None) -> dict:
+    """One job, as a Tune trial runs it (tuning/jobs.py): train + pairing, the run's JSON saved to
+    `<runs>/<job>.json`; nothing is done when that JSON exists. A failure leaves `<job>.error`
+    (the traceback) and is raised again, so Tune marks the trial failed."""
+    runs_dir = Path(runs) if runs else RUNS
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    done = runs_dir / f"{job['name']}.json"
+    if done.is_file():
+        return {"skipped": True}
+    try:
+        result = run_job(job, episodes)
+    except Exception:
+        (runs_dir / f"{job['name']}.error").write_text(traceback.format_exc())
+        raise
+    tmp = done.with_name(done.name + ".tmp")       # never a half-written JSON, even when killed
+    tmp.write_text(json.dumps(result, default=float))
+    tmp.rename(done)
+    return {"skipped": False, "wall_s": float(result.get("job_wall_s", 0.0))}
+
+
+def _record(job: dict, metrics: dict) -> None:
+    """After a job's run was saved (in the driver): its group's heuristic references, the table, the plots."""
+    if metrics.get("skipped"):
+        return
+    cache_path = OUT / "heuristics_cache.json"
+    cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+    cache[job["group"]] = heuristic_reference(job["cfg"]["scenario"], job["cfg"].get("scenario_overrides", []), cache)
+    cache_path.write_text(json.dumps(cache, indent=1))
+    summarise()
 
 
 PAIRING = "replayed"     # how `greedy_same_episodes` was made; runs paired otherwise are redone
@@ -669,11 +503,19 @@ def _paired_greedy_curve(algos: dict, key: str) -> np.ndarray | None:
 
 
 def main() -> int:
+    bench = load_benchmark()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", nargs="*", default=None, help="run only jobs whose name contains one of these")
     ap.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
-    ap.add_argument("--episodes", type=int, default=60)
-    ap.add_argument("--num-cpus", type=int, default=None)
+    ap.add_argument("--episodes", type=int, default=bench.episodes)
+    ap.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
+    ap.add_argument("--cpus-per-job", type=float, default=bench.cpus_per_job,
+                    help="CPUs Tune reserves per job, fractions allowed (default: %(default)s, agents.yaml)")
+    ap.add_argument("--max-concurrent", type=int, default=bench.max_concurrent_jobs,
+                    help="jobs at once (default: %(default)s, agents.yaml)")
+    ap.add_argument("--resume", action="store_true",
+                    help="restore the Tune experiment of the same jobs (--only, --seeds, --episodes): "
+                         "finished and failed jobs are not rerun, unfinished ones continue")
     ap.add_argument("--summarise", action="store_true", help="only rewrite the table and plot")
     ap.add_argument("--unfinished", metavar="JOB", help="pair an unfinished run's checkpointed episodes "
                                                         "with greedy, per 10 episodes")
@@ -686,53 +528,24 @@ def main() -> int:
         pair_finished_runs(args.seeds)
         summarise()
         return 0
-    import torch
-    torch.set_num_threads(1)
+    selected = [job for job in jobs(args.seeds) if not args.only or any(s in job["name"] for s in args.only)]
+    validate_jobs(selected, args.episodes)      # a bad option is refused before Ray starts
     from cluster.connect import connect
-    connect(args.num_cpus)
-    cache_path = OUT / "heuristics_cache.json"
-    cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
-    for job in jobs(args.seeds):
-        if args.only and not any(s in job["name"] for s in args.only):
-            continue
-        done, lock = RUNS / f"{job['name']}.json", RUNS / f".{job['name']}.lock"
-        if done.is_file() or (RUNS / f"{job['name']}.error").is_file():
-            continue
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            os.write(fd, str(os.getpid()).encode())
-            os.close(fd)
-        except FileExistsError:
-            pid = int(lock.read_text() or 0)
-            if pid and _alive(pid):
-                continue
-            lock.write_text(str(os.getpid()))   # stale lock of a killed process: take it over
-        try:
-            print(f"== {job['name']}", file=sys.stderr, flush=True)
-            try:
-                result = run_job(job, args.episodes)
-            except Exception as exc:  # noqa: BLE001 - report, skip, go on with the next job
-                print(f"!! {job['name']} failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
-                (RUNS / f"{job['name']}.error").write_text(traceback.format_exc())
-                continue
-            done.write_text(json.dumps(result, default=float))
-            ref = heuristic_reference(job["cfg"]["scenario"], job["cfg"].get("scenario_overrides", []), cache)
-            cache[job["group"]] = ref
-            (OUT / "heuristics_cache.json").write_text(json.dumps(cache, indent=1))
-            summarise()
-        finally:
-            lock.unlink(missing_ok=True)
-    import ray
-    ray.shutdown()
-    return 0
-
-
-def _alive(pid: int) -> bool:
+    ray = connect(args.num_cpus)
     try:
-        os.kill(pid, 0)
-        return True
-    except OSError:
-        return False
+        outcome = run_jobs(selected, tune_state(), args.resume, on_result=_record, skip=_saved,
+                           runner=f"{Path(__file__).resolve()}:run_saved",
+                           runner_kwargs={"episodes": args.episodes, "runs": str(RUNS)},
+                           cpus_per_job=args.cpus_per_job, max_concurrent_trials=args.max_concurrent)
+    finally:
+        ray.shutdown()
+    summarise()
+    for name in outcome.failed:
+        print(f"!! {name} failed: {RUNS / (name + '.error')}", file=sys.stderr)
+    if outcome.unfinished:
+        print(f"{len(outcome.unfinished)} job(s) unfinished; rerun (with --resume) to continue them",
+              file=sys.stderr)
+    return 0 if outcome.ok else 1
 
 
 if __name__ == "__main__":
