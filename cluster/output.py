@@ -6,6 +6,8 @@ import math
 import sys
 from typing import Any
 
+from policies.training import TrainingCallbacks
+
 
 def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
@@ -38,7 +40,7 @@ def emit(result: dict, as_json: bool, table: str | None = None) -> None:
         print(f"{key:<{width}}  {value}")
 
 
-class TrainingProgressBar:
+class TrainingProgressBar(TrainingCallbacks):
     """A training callback: a tqdm bar on stderr over the run's expected decisions, with the
     episodes done, the decision rate, the time left and the last-10 figure beside it."""
 

@@ -22,6 +22,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
 
+from policies.training import TrainingCallbacks
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 EXPERIMENT_GENERATOR = "aigc-edge/generator"
@@ -178,7 +180,7 @@ def register_policy(run_id: str, scenario: str) -> str:
     return f"models:/{name}@{CHAMPION_ALIAS}"
 
 
-class MlflowTrainingRecorder:
+class MlflowTrainingRecorder(TrainingCallbacks):
     """A training callback: one MLflow run per training run in `aigc-edge/train`, resumed with it.
 
     The run id is kept in the run's state (`run.json`), so a resumed training continues its run."""

@@ -7,6 +7,7 @@ import pytest
 
 from envs.config import ConfigError
 from policies.extensions.policy_reuse import PolicyReuseOptions, ReusedPolicy, reuse_probability
+from policies.training import TrainingCallbacks
 from tuning.experiment import ExperimentConfig
 
 TINY = {"rollout_decisions": 256, "learning_starts": 256, "decisions_per_update": 16}
@@ -110,13 +111,7 @@ def source_run(ray_session, tmp_path_factory):
     return root / "urban"
 
 
-class _Grab:
-    def on_start(self, *a): pass
-    def on_iteration(self, *a): pass
-    def on_message(self, m): pass
-    def on_end(self, *a): pass
-    def on_failure(self, e): pass
-
+class _Grab(TrainingCallbacks):
     def on_algorithm(self, algo):
         module = algo.learner_group._learner.module["default_policy"]
         self.weights = {k: v.detach().numpy().copy() for k, v in module.state_dict().items()}
