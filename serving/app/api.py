@@ -44,6 +44,8 @@ class Decision(BaseModel):
     router: str
     policy: str | None
     policy_version: int
+    model_version: str | None = Field(None, description="the MLflow registry version of a learned policy given "
+                                                        "as models:/NAME@ALIAS or models:/NAME/VERSION; else null")
     node: str
     plan: str
     steps: int

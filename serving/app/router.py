@@ -44,15 +44,6 @@ http_app = FastAPI(title="aigc-edge", version="1",
                                "routed by a learned policy (node and exit plan per request).")
 
 
-class RoutedDecision(Decision):
-    model_version: str | None = Field(None, description="the MLflow registry version of a learned policy given "
-                                                        "as models:/NAME@ALIAS or models:/NAME/VERSION; else null")
-
-
-class RoutedResponse(GenerateResponse):
-    decision: RoutedDecision
-
-
 class NoNodeFree(Exception):
     """Every node is beyond its queue bound."""
 
@@ -158,7 +149,7 @@ class Router:
         return await response
 
     # ---- generation ----------------------------------------------------------------------------
-    @http_app.post("/v1/generate", response_model=RoutedResponse,
+    @http_app.post("/v1/generate", response_model=GenerateResponse,
                    responses={200: {"content": {"image/png": {}}, "description": "PNG (format=png) or JSON"},
                               413: {"model": ErrorResponse}, 422: {"model": ErrorResponse},
                               503: {"model": ErrorResponse}, 504: {"model": ErrorResponse}})
