@@ -134,6 +134,9 @@ def main() -> None:
                     "(default: the shipped serving/models/router-serve-sim again)")
     ap.add_argument("--deadline-s", type=float, default=20.0,
                     help="request deadline (generous: the swap is measured, not the SLO)")
+    ap.add_argument("--topology", default=None,
+                    help="the deployment (default serving/topologies/default.yaml), e.g. the changed one a "
+                         "transfer adapted the policy to: serving/topologies/node-slowed.yaml")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args()
@@ -156,12 +159,14 @@ def main() -> None:
     try:
         v1 = register_artifact(DEFAULT_POLICY, "swap-v1")
         policy = f"models:/{policy_model_name(SCENARIO)}@champion"
-        cfg = ServeAppConfig(port=free_port(), routing=RouterSettings(router="learned", policy=policy,
+        topology_file = str(Path(args.topology).resolve()) if args.topology else None
+        cfg = ServeAppConfig(port=free_port(), topology=topology_file,
+                             routing=RouterSettings(router="learned", policy=policy,
                                                                       follow_alias_s=args.follow_alias_s))
         url = deploy(cfg, timeout_s=300)
         before = {d: sorted(r["replica_id"] for r in reps) for d, reps in replica_details().items()}
         health_before = httpx.get(f"{url}/healthz").json()
-        topology = load_topology(None)
+        topology = load_topology(topology_file)
         result = asyncio.run(swap_under_load(
             url, args.requests, args.rate, args.move_after,
             lambda: register_artifact(args.policy_v2, "swap-v2"), topology.workload.steps, args.deadline_s, args.seed))
@@ -174,12 +179,13 @@ def main() -> None:
         ray.shutdown()
         shutil.rmtree(store, ignore_errors=True)
 
-    command = "RAY_AUTH_MODE=token nice -n 10 .venv/bin/python benchmarks/serve_swap.py " + " ".join(sys.argv[1:])
+    command = "RAY_AUTH_MODE=token .venv/bin/python benchmarks/serve_swap.py " + " ".join(sys.argv[1:])
     out = {"command": command.strip(),
            "policy": policy, "tracking_uri": "sqlite (temporary)", "version_1": v1,
            "policy_v2": project_path(args.policy_v2),
            "follow_alias_s": args.follow_alias_s, "rate_per_s": args.rate, "move_after_s": args.move_after,
-           "deadline_s": args.deadline_s, "seed": args.seed, "topology": "serving/topologies/default.yaml",
+           "deadline_s": args.deadline_s, "seed": args.seed,
+           "topology": args.topology or "serving/topologies/default.yaml",
            "healthz_before": health_before, "healthz_after": health_after,
            "router_rss_mb_after": nodes.get("router_rss_mb"), "replicas_restarted": before != after}
     answers = result.pop("answers")

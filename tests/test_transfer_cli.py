@@ -49,7 +49,7 @@ def test_transfer_to_a_users_yaml_family(tmp_path):
     assert steps[0] == 0 and steps == sorted(steps) and len(steps) >= 3
     assert c.get_run(out["parent_run_id"]).info.status == "FINISHED"
     report = Path(out["report"])
-    assert (report / "summary.md").read_text().count("| collab-exit/urban |") == 1
+    assert (report / "summary.md").read_text().count("| collab-exit/urban | busy-urban |") == 1
     assert (report / "transfer_curves.png").stat().st_size > 5000
 
 

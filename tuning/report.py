@@ -64,6 +64,10 @@ def trial_metrics(exp: ExperimentConfig, root: Path) -> tuple[list[dict], dict[s
     return rows, refs
 
 
+def _name(family: str) -> str:
+    return resolve_family(family).name
+
+
 def _mean_std(values: list) -> str:
     v = [x for x in values if x is not None]
     if not v:
@@ -113,8 +117,8 @@ def markdown(exp: ExperimentConfig, cells: list[dict], refs: dict, command: str)
              "\"policy reuse mechanisms\" (docs/transfer.md): " +
              "; ".join(f"`{m}` = {MODE_DOCS[m]}" for m in exp.modes) + ".", "",
              f"Budget: {exp.target_episodes} target episodes per trial; sources trained {exp.source_episodes} "
-             "episodes (not counted in target steps: amortised over every target). Curves: the learner's "
-             f"argmax evaluation return on {exp.eval_episodes} fixed episodes (seed {exp.eval_seed}) every "
+             "episodes (not counted in target steps: amortised over every target). Curves: the learning "
+             f"policy's evaluation return (sampling pi(.|s), fixed seed) on {exp.eval_episodes} fixed episodes (seed {exp.eval_seed}) every "
              f"{exp.eval_every_decisions} target decisions, from step 0. auc_norm: 0 = random, 1 = greedy "
              "heuristic on the same episodes. Threshold = scratch's start + 90% of its improvement; "
              "steps = target decisions, median over seeds, '> budget' = never reached (censored). "
@@ -128,18 +132,31 @@ def markdown(exp: ExperimentConfig, cells: list[dict], refs: dict, command: str)
             continue
         rs = c["rows"]
         lines.append(
-            f"| {c['source']} | {c['target']} | {c['reuse']} | {_mean_std([r['jumpstart'] for r in rs])} "
+            f"| {_name(c['source'])} | {_name(c['target'])} | {c['reuse']} | {_mean_std([r['jumpstart'] for r in rs])} "
             f"| {_mean_std([r['asymptotic_gain'] for r in rs])} | {c['auc_norm']:.3f} ({c['scratch_auc_norm']:.3f}) "
             f"| {_mean_std([r['transfer_ratio'] for r in rs])} | {_steps(c['steps_to_threshold'], c['budget_steps'])} "
             f"| {_steps(c['scratch_steps_to_threshold'], c['budget_steps'])} | {c['half_of_scratch_steps']} "
             f"| {_mean_std([r['final_return'] for r in rs])} |")
+    lines += ["", "Latency (mean per-request latency on the evaluation episodes, lower is better): how soon each "
+              "mode reaches the latency scratch ends with (median target steps over seeds; `half` as above).", "",
+              "| source | target | reuse | final latency (s) | scratch final (s) | steps to scratch's final "
+              "| scratch's steps | half |", "|---|---|---|---:|---:|---:|---:|---:|"]
+    scratch_latency = {(c["target"]): c["final_latency_s"] for c in cells if c["reuse"] == SCRATCH}
+    for c in sorted(cells, key=lambda c: (c["target"], str(c["source"]), order[c["reuse"]])):
+        if c["reuse"] == SCRATCH:
+            continue
+        mine, theirs = c["steps_to_scratch_final_latency"], c["scratch_steps_to_final_latency"]
+        half = sum(m is not None and t is not None and m <= 0.5 * t for m, t in zip(mine, theirs))
+        lines.append(f"| {_name(c['source'])} | {_name(c['target'])} | {c['reuse']} | {c['final_latency_s']:.3f} "
+                     f"| {scratch_latency.get(c['target'], float('nan')):.3f} | {_steps(mine, c['budget_steps'])} "
+                     f"| {_steps(theirs, c['budget_steps'])} | {half}/{len(mine)} |")
     lines += ["", "References on the evaluation episodes (mean episode return): " +
-              ", ".join(f"{t}: random {r['random']:.2f}, greedy {r['greedy']:.2f}" for t, r in refs.items()), ""]
+              ", ".join(f"{_name(t)}: random {r['random']:.2f}, greedy {r['greedy']:.2f}" for t, r in refs.items()), ""]
     return "\n".join(lines)
 
 
 def plot(exp: ExperimentConfig, rows: list[dict], path: Path, key: str = "eval_return",
-         ylabel: str = "evaluation return (argmax)") -> Path:
+         ylabel: str = "evaluation return (sampled policy)") -> Path:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
