@@ -1,13 +1,12 @@
 """The report of a transfer experiment: metrics per trial against scratch, a table, curves.
 
-Written to `<root>/report/` (and `report_dir` if given: the benchmark writes
+Written to `<root>/report/` (the driver copies it to `--out`, e.g.
 `benchmarks/results/transfer/`), logged on the parent MLflow run (`summary.md`, `summary.json`,
 `transfer_curves.png`), and every child gets its summary metrics (jumpstart, auc_norm, ...).
 """
 from __future__ import annotations
 
 import json
-import shutil
 from collections import defaultdict
 from pathlib import Path
 
@@ -195,8 +194,7 @@ def _band(ax, curves: list[list[dict]], key: str, colour: str, label: str, dashe
         ax.fill_between(x, y.min(0), y.max(0), color=colour, alpha=0.12)
 
 
-def write_report(exp: ExperimentConfig, root: Path, parent_run_id: str, report_dir: Path | None = None,
-                 command: str | None = None) -> dict:
+def write_report(exp: ExperimentConfig, root: Path, parent_run_id: str, command: str | None = None) -> dict:
     rows, refs = trial_metrics(exp, root)
     transfers = [r for r in rows if r["reuse"] != SCRATCH]
     for r in transfers:
@@ -216,10 +214,5 @@ def write_report(exp: ExperimentConfig, root: Path, parent_run_id: str, report_d
         {"experiment": exp.model_dump(mode="json"), "references": refs, "cells": slim, "trials": per_trial,
          "curves": {f"{r['reuse']}|{r['source']}|{r['target']}|{r['seed']}": r["curve"] for r in rows}},
         indent=1, default=float))
-    c = recording.client()
-    c.log_artifacts(parent_run_id, str(folder), "report")
-    if report_dir is not None:
-        report_dir.mkdir(parents=True, exist_ok=True)
-        for item in folder.iterdir():
-            shutil.copy2(item, report_dir / item.name)
+    recording.client().log_artifacts(parent_run_id, str(folder), "report")
     return {"cells": slim, "trials": per_trial, "references": refs, "report": str(folder)}

@@ -154,7 +154,11 @@ def run_experiment(exp: ExperimentConfig, resume: bool = False, report_dir: Path
         else:
             run_sources(exp, root, parent, resume)
             run_transfer_grid(exp, root, parent, resume)
-            summary = write_report(exp, root, parent, report_dir, command)
+            summary = write_report(exp, root, parent, command)
+        if report_dir is not None:
+            report_dir.mkdir(parents=True, exist_ok=True)
+            for item in Path(summary["report"]).iterdir():
+                shutil.copy2(item, report_dir / item.name)
         status = "FINISHED"
         summary.update(parent_run_id=parent, root=str(root))
         return summary
