@@ -42,7 +42,7 @@ demo: setup
 	$(BIN)/python -m cluster.demo
 
 test: setup
-	$(BIN)/python -m pytest -q --timeout=900 tests
+	$(BIN)/python -m pytest -q --timeout=900 --durations=15 tests
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow" tests

@@ -282,7 +282,7 @@ def train(cfg: TrainConfig, resume: bool = False, callbacks: Iterable[TrainingCa
             result["policy"] = str(export_policy(algo, run_dir / "policy", scen, cfg))
         for c in callbacks:
             c.on_end(result, run_dir)
-        state_file.write_text(json.dumps(state))          # what the callbacks kept, for a resume
+        _write_atomically(state_file, json.dumps(state))          # what the callbacks kept, for a resume
     except BaseException as error:
         for c in callbacks:
             c.on_failure(error)
@@ -341,8 +341,15 @@ def _checkpoint(algo, algo_dir: Path, state: dict, state_file: Path, book,
     state.update({"iterations": iteration, "episodes_done": len(book.episodes), "wall_s": wall_s})
     if not book.ours:
         state["episodes"], state["book_version"] = book.extra, 2
-    state_file.write_text(json.dumps(state))
+    _write_atomically(state_file, json.dumps(state))
     _write_episodes_csv(state_file.parent / "episodes.csv", book.episodes)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Beside, then renamed over: a kill never leaves half a run state."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def _write_episodes_csv(path: Path, episodes: list[dict]) -> None:

@@ -56,7 +56,10 @@ def test_a_job_that_loses_its_worker_node_resumes_and_registers_its_policy(clust
     keeps that cluster's token)."""
     from policies.tracking import configure_mlflow, policy_model_name
 
-    env = {**cluster.env, "AIGC_EDGE_HOME": str(isolated_home)}
+    # The store said explicitly: the cluster's environment was copied when the module began and
+    # may hold another test's MLFLOW_TRACKING_URI, which the job would then be given.
+    env = {**cluster.env, "AIGC_EDGE_HOME": str(isolated_home),
+           "MLFLOW_TRACKING_URI": f"sqlite:///{isolated_home / 'mlflow.db'}"}
     log = tmp_path / "submit.log"
     with open(log, "w") as err:
         job = subprocess.Popen([sys.executable, "-m", "cluster.cli", "submit", "--address", cluster.job_address,

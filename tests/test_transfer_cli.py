@@ -49,14 +49,14 @@ def test_transfer_to_a_users_yaml_family(tmp_path):
     assert steps[0] == 0 and steps == sorted(steps) and len(steps) >= 3
     assert c.get_run(out["parent_run_id"]).info.status == "FINISHED"
     report = Path(out["report"])
-    assert (report / "summary.md").read_text().count("| collab-exit/urban | busy-urban |") == 1
+    assert (report / "summary.md").read_text().count("| collab-exit/urban | busy-urban | init |") == 2  # returns, latency
     assert (report / "transfer_curves.png").stat().st_size > 5000
 
 
 def test_a_tiny_asha_search(tmp_path):
     exp = tmp_path / "asha.yaml"
     exp.write_text(
-        "name: asha-tiny\nalgo: lad\nseeds: [0]\ntarget_episodes: 4\neval_every_decisions: 256\neval_episodes: 2\n"
+        "name: asha-tiny\nalgo: lad\nseeds: [0]\ntarget_episodes: 2\neval_every_decisions: 256\neval_episodes: 2\n"
         "num_envs: 2\ncpus_per_trial: 0.5\ntraining: {rollout_decisions: 256, learning_starts: 256}\n"
         "search:\n  target: collab-exit/urban\n  num_samples: 3\n  grace_period: 1\n  reduction_factor: 2\n"
         "  space:\n    training.actor_lr: {loguniform: [1.0e-4, 3.0e-3]}\n"

@@ -63,7 +63,15 @@ def run_search(exp: ExperimentConfig, root: Path, parent_run_id: str, resume: bo
              "params": {k: domain(d) for k, d in search.space.items()}}
     config = tune.TuneConfig(scheduler=scheduler, num_samples=search.num_samples,
                              max_concurrent_trials=exp.max_concurrent_trials)
-    grid = run_stage("search", exp, root, parent_run_id, space, resume, tune_config=config)
+    rungs = {search.grace_period * search.reduction_factor ** k for k in range(20)}
+
+    def unfinished(grid) -> int:
+        """Samples neither finished nor stopped by ASHA at a rung (Ctrl-C stops them anywhere)."""
+        done = sum(bool((r.metrics or {}).get("finished"))
+                   or (r.error is None and (r.metrics or {}).get("training_iteration") in rungs) for r in grid)
+        return search.num_samples - done
+
+    grid = run_stage("search", exp, root, parent_run_id, space, resume, tune_config=config, count_unfinished=unfinished)
     for r in grid:
         if not (r.metrics or {}).get("finished"):
             _mark_stopped(parent_run_id, r.metrics.get("trial_id"))

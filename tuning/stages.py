@@ -79,8 +79,13 @@ def _trainable(exp: ExperimentConfig, root: Path, parent_run_id: str):
 
 
 def _run_stage(stage: str, exp: ExperimentConfig, root: Path, parent_run_id: str, param_space: dict,
-               resume: bool, tune_config=None):
-    """One Tuner: restored from its state with `resume` (finished trials skipped), else new."""
+               resume: bool, tune_config=None, count_unfinished=None):
+    """One Tuner: restored from its state with `resume` (finished trials skipped), else new.
+
+    Whether every trial finished is decided from what was asked for, not from Tune's statuses: on
+    Ctrl-C Tune marks the running trials TERMINATED and leaves trials it had not created yet out
+    of the results. `count_unfinished(grid)` -> how many are not done (default: the configs of
+    the explicit grid without a DONE.json)."""
     from ray import tune
 
     path = root / "tune" / stage
@@ -98,8 +103,11 @@ def _run_stage(stage: str, exp: ExperimentConfig, root: Path, parent_run_id: str
                                       callbacks=[_Progress()]))
     grid = tuner.fit()
     failed = [r for r in grid if r.error is not None]
-    # Ctrl-C leaves trials neither TERMINATED nor ERROR (a trial ASHA stopped is TERMINATED).
-    unfinished = len(grid) - grid.num_terminated - grid.num_errors
+    if count_unfinished is None:
+        configs = [c for c in param_space["trial"]["grid_search"]]
+        unfinished = sum(not (run_dir(root, exp, TrialSpec.of(c)) / DONE_FILE).is_file() for c in configs)
+    else:
+        unfinished = count_unfinished(grid)
     if failed or unfinished:
         raise ExperimentInterrupted(
             f"[{stage}] {len(failed)} trial(s) failed, {unfinished} unfinished; "
