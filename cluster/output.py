@@ -6,7 +6,7 @@ import math
 import sys
 from typing import Any
 
-from policies.training import TrainingCallbacks
+from policies.callbacks import TrainingCallbacks
 
 
 def progress(message: str) -> None:

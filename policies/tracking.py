@@ -22,7 +22,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
 
-from policies.training import TrainingCallbacks
+from policies.callbacks import TrainingCallbacks
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

@@ -7,7 +7,7 @@ import pytest
 
 from envs.config import ConfigError
 from policies.extensions.policy_reuse import PolicyReuseOptions, ReusedPolicy, reuse_probability
-from policies.training import TrainingCallbacks
+from policies.callbacks import TrainingCallbacks
 from tuning.experiment import ExperimentConfig
 
 TINY = {"rollout_decisions": 256, "learning_starts": 256, "decisions_per_update": 16}

@@ -12,7 +12,7 @@ import json
 import time
 from pathlib import Path
 
-from policies.tracking import EXPERIMENT_TRANSFER, configure_mlflow, ensure_experiment, start_tracked_run
+from policies.tracking import EXPERIMENT_TRANSFER, configure_mlflow, start_tracked_run
 
 PARENT_FILE = "experiment.json"
 
@@ -77,6 +77,3 @@ def log_numbers(run_id: str, metrics: dict[str, float] | None = None, step: int 
         metrics=[Metric(k, float(v), now, int(step)) for k, v in (metrics or {}).items() if v is not None],
         params=[Param(k, str(v)) for k, v in (params or {}).items() if v is not None])
 
-
-def existing_params(run_id: str) -> dict[str, str]:
-    return dict(client().get_run(run_id).data.params)

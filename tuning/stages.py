@@ -21,10 +21,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from envs.config import ConfigError
 from policies.tracking import home, tracking_uri
 from tuning import recording
-from tuning.experiment import SCRATCH, SOURCE_STAGE, ExperimentConfig
+from tuning.experiment import SOURCE_STAGE, ExperimentConfig
 from tuning.trial import DONE_FILE, TrialSpec, run_dir, run_trial
 
 
@@ -177,6 +176,3 @@ def run_experiment(exp: ExperimentConfig, resume: bool = False, report_dir: Path
         recording.close_running_children(parent)
         recording.end_parent(parent, status)
 
-
-def scratch_of(spec: TrialSpec) -> TrialSpec:
-    return TrialSpec(SCRATCH, spec.target, None, spec.seed)
