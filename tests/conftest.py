@@ -41,3 +41,16 @@ def benchmark_script():
         spec.loader.exec_module(module)
         return module
     return load
+
+
+@pytest.fixture(scope="session")
+def finished_transfer(tmp_path_factory):
+    """One finished `aigc-edge transfer` to a user's YAML family, shared by the CLI and the
+    MLflow-UI tests: (the run, its --json result)."""
+    from test_tune_resume import TransferRun
+
+    run = TransferRun(tmp_path_factory.mktemp("transfer"))
+    try:
+        yield run, run.run_to_completion(resume=False)
+    finally:
+        run.cleanup()

@@ -1,4 +1,4 @@
-"""`aigc-edge transfer` end to end on a user's YAML family, and a tiny ASHA search, on real Ray
+"""`aigc-edge transfer` end to end on a user's YAML family (conftest.finished_transfer), and a tiny ASHA search, on real Ray
 Tune and a real MLflow store (slow: a few minutes on 2 cores)."""
 import json
 import os
@@ -10,9 +10,6 @@ import pytest
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--set", "eval_every_decisions=256", "--set", "eval_episodes=2", "--set", "num_envs=2",
-        "--set", "training.rollout_decisions=256", "--set", "training.learning_starts=256",
-        "--set", "training.decisions_per_update=16", "--set", "cpus_per_trial=0.5"]
 DESIGN_KEYS = ("source", "target", "reuse", "algo", "jumpstart", "asymptotic_gain", "auc_norm", "transfer_ratio",
                "steps_to_threshold", "scratch_steps_to_threshold", "final_return", "run_id")
 
@@ -31,16 +28,13 @@ def client(home: Path):
     return mlflow.MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
 
 
-def test_transfer_to_a_users_yaml_family(tmp_path):
-    family = tmp_path / "busy-urban.yaml"
-    family.write_text("# the urban network with 60% more arrivals\nscenario: collab-exit\nfamily: urban\n"
-                      "tasks:\n  arrival_rate: 0.8\n")
-    out = aigc_edge("transfer", "--source", "collab-exit/urban", "--target", str(family), "--reuse", "init",
-                    "--episodes", "4", "--source-episodes", "2", *TINY, home=tmp_path / "home")
+def test_transfer_to_a_users_yaml_family(finished_transfer):
+    run, out = finished_transfer
+    family = run.family
     assert all(k in out for k in DESIGN_KEYS), sorted(out)
     assert out["target"] == str(family) and out["reuse"] == "init"
     assert (out["steps_to_threshold"] is None) == out["censored"]
-    c = client(tmp_path / "home")
+    c = run.client()
     child = c.get_run(out["run_id"])
     assert child.data.tags["mlflow.parentRunId"] == out["parent_run_id"]
     assert child.data.tags["reuse_mode"] == "init" and child.data.params["target"] == str(family)

@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from test_tune_resume import TuneExperiment, aigc_edge_command, kill_marked, wait_until_gone
+from test_tune_resume import aigc_edge_command, kill_marked, wait_until_gone
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400),
@@ -45,13 +45,9 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def finished_experiment(tmp_path_factory):
-    exp = TuneExperiment(tmp_path_factory.mktemp("transfer-ui"))
-    try:
-        result = exp.run_to_completion(resume=False)
-        yield exp, result
-    finally:
-        exp.cleanup()
+def finished_experiment(finished_transfer):
+    """The transfer the CLI test ran (conftest: one per session): the source, scratch and init."""
+    return finished_transfer
 
 
 @pytest.fixture
@@ -226,9 +222,9 @@ def test_runs_page_nests_trials_under_the_parent_and_groups_by_reuse_mode(finish
     experiment_id = c.get_experiment_by_name("aigc-edge/transfer").experiment_id
     parent_id = result["parent_run_id"]
     runs = exp.runs_of_experiment()
-    # Every other run is a trial (the source and the three targets): the page must nest them all.
+    # Every other run is a trial (the source, scratch and init): the page must nest them all.
     children = [r for r in runs if r.info.run_id != parent_id]
-    assert len(children) == 4, [r.info.run_name for r in runs]
+    assert len(children) == 3, [r.info.run_name for r in runs]
     parent_name = c.get_run(parent_id).info.run_name
 
     browser = Chromium(tmp_path / "chromium-profile")
@@ -279,7 +275,7 @@ def test_runs_page_nests_trials_under_the_parent_and_groups_by_reuse_mode(finish
             assert float(cells["metrics.`eval_return`"]) == pytest.approx(r.data.metrics["eval_return"], rel=1e-6)
             if "jumpstart" in r.data.metrics:
                 assert float(cells["metrics.`jumpstart`"]) == pytest.approx(r.data.metrics["jumpstart"], rel=1e-6, abs=1e-9)
-        assert {r.data.tags["reuse_mode"] for r in children if "jumpstart" in r.data.metrics} == {"init", "pi-reuse"}
+        assert {r.data.tags["reuse_mode"] for r in children if "jumpstart" in r.data.metrics} == {"init"}
 
         # Group by the reuse_mode tag: one group per mode; the parent (untagged) is apart.
         browser.click(by_text("button", "Group by"), "the Group by button")

@@ -132,11 +132,14 @@ class TuneExperiment:
         assert self.proc is None or self.proc.poll() is not None, "the previous run is still going"
         self.runs += 1
         self.out, self.err = self.tmp / f"tune{self.runs}.out", self.tmp / f"tune{self.runs}.err"
-        command = [*aigc_edge_command(), "tune", str(self.config), "--json"] + (["--resume"] if resume else [])
+        command = self.command(resume)
         with open(self.out, "w") as out, open(self.err, "w") as err:
             self.proc = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=out, stderr=err,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
         return self.proc
+
+    def command(self, resume: bool) -> list[str]:
+        return [*aigc_edge_command(), "tune", str(self.config), "--json"] + (["--resume"] if resume else [])
 
     def wait(self, timeout_s: float) -> int:
         try:
@@ -160,7 +163,7 @@ class TuneExperiment:
         code = self.wait(timeout_s)
         assert code == 0, f"exit {code}:\n{self.stderr_tail()}"
         result = self.result()
-        assert result["name"] == NAME and result["parent_run_id"] == self.parent_run_id(), result
+        assert result.get("name", NAME) == NAME and result["parent_run_id"] == self.parent_run_id(), result
         return result
 
     def wait_for(self, condition, what: str, timeout_s: float = 900) -> None:
@@ -235,6 +238,27 @@ class TuneExperiment:
         experiment = c.get_experiment_by_name(TRANSFER_EXPERIMENT)
         assert experiment is not None, "no MLflow experiment aigc-edge/transfer"
         return c.search_runs([experiment.experiment_id], run_view_type=ViewType.ALL, max_results=1000)
+
+
+class TransferRun(TuneExperiment):
+    """`aigc-edge transfer` from collab-exit/urban to a family given as the user's own YAML file
+    (init against scratch, tiny budgets), in a process group of its own."""
+
+    TINY = ["--set", "eval_every_decisions=256", "--set", "eval_episodes=2", "--set", "num_envs=2",
+            "--set", "training.rollout_decisions=256", "--set", "training.learning_starts=256",
+            "--set", "training.decisions_per_update=16", "--set", "cpus_per_trial=0.5"]
+
+    def __init__(self, tmp: Path):
+        super().__init__(tmp)
+        self.family = self.tmp / "busy-urban.yaml"
+        self.family.write_text("# the urban network with 60% more arrivals\nscenario: collab-exit\n"
+                               "family: urban\ntasks:\n  arrival_rate: 0.8\n")
+        self.root = self.home / "experiments" / "transfer-collab-exit-urban-to-busy-urban-init-lad-s0"
+
+    def command(self, resume: bool) -> list[str]:
+        return [*aigc_edge_command(), "transfer", "--source", "collab-exit/urban", "--target", str(self.family),
+                "--reuse", "init", "--episodes", "3", "--source-episodes", "2", *self.TINY, "--json"] \
+            + (["--resume"] if resume else [])
 
 
 def check_finished_store(exp: TuneExperiment, resumed_trials: list[Path]) -> None:
