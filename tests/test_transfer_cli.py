@@ -52,15 +52,15 @@ def test_a_tiny_asha_search(tmp_path):
     exp.write_text(
         "name: asha-tiny\nalgo: lad\nseeds: [0]\ntarget_episodes: 2\neval_every_decisions: 256\neval_episodes: 2\n"
         "num_envs: 2\ncpus_per_trial: 0.5\ntraining: {rollout_decisions: 256, learning_starts: 256}\n"
-        "search:\n  target: collab-exit/urban\n  num_samples: 3\n  grace_period: 1\n  reduction_factor: 2\n"
+        "search:\n  target: collab-exit/urban\n  num_samples: 2\n  grace_period: 1\n  reduction_factor: 2\n"
         "  space:\n    training.actor_lr: {loguniform: [1.0e-4, 3.0e-3]}\n"
         "    training.decisions_per_update: {choice: [8, 16]}\n")
     out = aigc_edge("tune", str(exp), home=tmp_path / "home")
     rows = out["cells"]
-    assert len(rows) == 3 and out["best"] == rows[0]
+    assert len(rows) == 2 and out["best"] == rows[0]
     assert all(1e-4 <= r["params"]["training.actor_lr"] <= 3e-3 for r in rows)
     assert (Path(out["report"]) / "search.md").is_file()
     runs = client(tmp_path / "home").search_runs(
         [client(tmp_path / "home").get_experiment_by_name("aigc-edge/transfer").experiment_id],
         f"tags.mlflow.parentRunId = '{out['parent_run_id']}'")
-    assert len(runs) == 3 and all(r.info.status == "FINISHED" for r in runs)
+    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
