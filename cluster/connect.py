@@ -24,3 +24,21 @@ def connect(num_cpus: int | None = None):
     else:
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
     return ray
+
+
+def run_tune_experiment(exp, **options) -> dict | None:
+    """`tuning.stages.run_experiment(exp, **options)` in a Ray session of its own, shut down after.
+
+    -> the experiment's summary, or None when it was interrupted (Ctrl-C, a failed trial): the
+    command then exits 130 and `--resume` continues it."""
+    from cluster.output import progress
+    from tuning.stages import ExperimentInterrupted, run_experiment
+
+    ray = connect()
+    try:
+        return run_experiment(exp, **options)
+    except ExperimentInterrupted as e:
+        progress(str(e))
+        return None
+    finally:
+        ray.shutdown()

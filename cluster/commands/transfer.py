@@ -67,22 +67,16 @@ def experiment_for(args):
 
 
 def run(args) -> int:
-    from cluster.connect import connect
-    from tuning.stages import ExperimentInterrupted, run_experiment
+    from cluster.connect import run_tune_experiment
 
     exp = experiment_for(args)
     progress(f"transfer {args.source} -> {args.target} ({args.reuse}, {exp.algo}, seed {exp.seeds[0]}): "
              f"source {exp.source_episodes} episodes, target budget {exp.target_episodes} episodes")
-    ray = connect()
-    try:
-        summary = run_experiment(exp, resume=args.resume,
-                                 command=f"aigc-edge transfer --source {args.source} --target {args.target} "
-                                         f"--reuse {args.reuse} --algo {exp.algo}")
-    except ExperimentInterrupted as e:
-        progress(str(e))
+    summary = run_tune_experiment(exp, resume=args.resume,
+                                  command=f"aigc-edge transfer --source {args.source} --target {args.target} "
+                                          f"--reuse {args.reuse} --algo {exp.algo}")
+    if summary is None:
         return 130
-    finally:
-        ray.shutdown()
     row = next(t for t in summary["trials"] if t["reuse"] == args.reuse)
     result = {"source": args.source, "target": args.target, "reuse": args.reuse, "algo": exp.algo,
               **{k: row[k] for k in ("jumpstart", "asymptotic_gain", "auc_norm", "transfer_ratio",

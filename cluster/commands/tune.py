@@ -34,25 +34,19 @@ def register(subparsers, parents) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from cluster.connect import connect
+    from cluster.connect import run_tune_experiment
     from envs.config import load_config
     from tuning.experiment import ExperimentConfig
-    from tuning.stages import ExperimentInterrupted, run_experiment
 
     exp = load_config(ExperimentConfig, args.config, args.overrides)
     exp.check_families()
     progress(f"experiment {exp.name}: {len(exp.pairs)} pair(s), modes {exp.modes}, seeds {exp.seeds}")
-    ray = connect()
-    try:
-        command = " ".join(["aigc-edge tune", args.config, *(f"--set {o}" for o in args.overrides),
-                            *(["--out", args.out] if args.out else [])])
-        summary = run_experiment(exp, resume=args.resume, report_dir=Path(args.out) if args.out else None,
-                                 command=command)
-    except ExperimentInterrupted as e:
-        progress(str(e))
+    command = " ".join(["aigc-edge tune", args.config, *(f"--set {o}" for o in args.overrides),
+                        *(["--out", args.out] if args.out else [])])
+    summary = run_tune_experiment(exp, resume=args.resume, report_dir=Path(args.out) if args.out else None,
+                                  command=command)
+    if summary is None:
         return 130
-    finally:
-        ray.shutdown()
     progress(f"report: {summary.get('report')}")
     emit({"name": exp.name, "parent_run_id": summary["parent_run_id"], "report": summary.get("report"),
           "cells": summary.get("cells"), "best": summary.get("best")}, args.json)
