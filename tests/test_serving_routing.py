@@ -123,9 +123,11 @@ def test_loadtest_is_seeded_open_loop_and_loopback_only():
 
 def test_loadtest_summary_counts_late_rejected_failed():
     res = LoadtestResult("greedy", 4.0, deadline_s=1.0, duration_s=2.0)
-    res.outcomes = [Outcome(0, 0.5, 200, 10, 0.9), Outcome(0, 1.5, 200, 10, 0.8, retried=1),
+    res.outcomes = [Outcome(0, 0.5, 200, 10, 0.9, policy_version="1", model_version="3"),
+                    Outcome(0, 1.5, 200, 10, 0.8, retried=1, policy_version="2", model_version="4"),
                     Outcome(0, 1.0, 504, 10), Outcome(0, 0.01, 503, 10), Outcome(0, 0.2, 0, 10)]
     s = res.summary()
+    assert s["policy_versions"] == {"1": 1, "2": 1} and s["model_versions"] == {"3": 1, "4": 1}
     assert (s["completed"], s["late"], s["rejected"], s["failed"], s["errors"], s["retried"]) == (2, 2, 1, 1, 3, 1)
     assert s["slo_miss_rate"] == pytest.approx(4 / 5) and s["mean_quality"] == pytest.approx(0.85)
     assert s["throughput_per_s"] == pytest.approx(1.0) and s["p50_latency_ms"] == pytest.approx(1000.0)

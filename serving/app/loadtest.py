@@ -59,6 +59,7 @@ class Outcome:
     node: str | None = None
     plan: str | None = None
     policy_version: str | None = None
+    model_version: str | None = None     # the registry version, for a models:/ policy
 
 
 @dataclass
@@ -89,7 +90,8 @@ class LoadtestResult:
                 "duration_s": self.duration_s, "steady_throughput_per_s": self.steady_throughput_per_s(),
                 "status_counts": {str(k): v for k, v in sorted(Counter(x.status for x in o).items())},
                 "nodes": dict(Counter(x.node for x in done)), "plans": dict(Counter(x.plan for x in done)),
-                "policy_versions": dict(Counter(x.policy_version for x in done))}
+                "policy_versions": dict(Counter(x.policy_version for x in done)),
+                "model_versions": dict(Counter(x.model_version for x in done if x.model_version))}
 
 
     def steady_throughput_per_s(self, skip_s: float = 5.0) -> float:
@@ -146,6 +148,7 @@ async def _send(client, sem, t0: float, at: float, body: dict, timeout: float) -
         out.retried = int(h.get("x-aigc-retried", 0))
         out.node, out.plan = h.get("x-aigc-node"), h.get("x-aigc-plan")
         out.policy_version = h.get("x-aigc-policy-version")
+        out.model_version = h.get("x-aigc-model-version")
     return out
 
 

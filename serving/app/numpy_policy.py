@@ -4,9 +4,9 @@ Why: PyTorch costs the Router about 200 MB of resident memory and a few hundred 
 decision, for a 32-unit network. `export_numpy(folder)` (run once when an artifact is shipped)
 writes `actor_numpy.npz` beside `policy_spec.json`; `load_numpy_policy(folder, tables)`
 reads it with NumPy alone. Only the plain SAC actor with per-action networks (`sac-mlp`,
-`model.network=per-action`, the shipped router's) is exported; any other artifact, and registry
-URIs, load through policies.evaluation (PyTorch). `tests/test_serving_routing.py` checks that both
-paths give the same actions.
+`model.network=per-action`, the shipped router's) is exported; any other artifact loads through
+policies.catalog (PyTorch). A registry URI is downloaded first, then built as a local folder is.
+`tests/test_serving_routing.py` checks that both paths give the same actions.
 
 The forward pass mirrors policies/diffusion.py `PerActionNet` (ReLU) behind `MLPActor`, with the
 artifact's observation scaling (`obs_log1p`).
