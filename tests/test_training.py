@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from policies.callbacks import TrainingCallbacks
+
 TINY = ["n_bs=4", "slots=4", "max_tasks=6"]
 FAST = {"rollout_decisions": 40, "decisions_per_update": 10, "minibatch_per_agent": 32,
         "learning_starts": 64, "replay_capacity": 5000}
@@ -171,6 +173,39 @@ def test_rllib_baseline_counts_episodes(ray_session, form):
     assert len(csv) - 1 == 3 and all(row.split(",")[1] for row in csv[1:])   # each with its delay
     delays = [float(row.split(",")[1]) for row in csv[1:]]
     assert all(0 < d < 100 for d in delays)       # a mean delay per decision, not a sum over agents
+
+
+class _ModuleWeights(TrainingCallbacks):
+    """Keeps the learner's weights as train() hands the algorithm over (after any init_from)."""
+
+    def on_algorithm(self, algo):
+        module = algo.learner_group._learner.module["default_policy"]
+        self.weights = {k: v.detach().numpy().copy() for k, v in module.state_dict().items()}
+
+
+@pytest.mark.slow
+def test_ppo_starts_from_a_source_run_with_init_from(ray_session):
+    """`aigc-edge train --set init_from=RUN_FOLDER` for RLlib's PPO: the transfer path of the
+    baselines (tuning/ refuses pi-reuse for them)."""
+    from policies.artifact import MODULE_STATE, read_module_state
+    from policies.tracking import checkpoints_dir
+    from policies.training import train
+
+    ppo = dict(algo="ppo", episodes=1, scenario_overrides=TINY + ["form=shared"],
+               training={"train_batch_size_per_learner": 128, "minibatch_size": 64, "num_epochs": 1})
+    source = _cfg(**ppo, run_name="ppo-source")
+    train(source)
+    folder = checkpoints_dir() / source.name()
+    trained = read_module_state(folder / "algo" / "learner_group" / "learner" / "rl_module" / "default_policy"
+                                / MODULE_STATE.name)
+    started = _ModuleWeights()
+    train(_cfg(**ppo, run_name="ppo-init", seed=1, init_from=str(folder)), callbacks=[started])
+    assert started.weights.keys() == trained.keys()
+    for name, value in trained.items():
+        np.testing.assert_array_equal(started.weights[name], value, err_msg=name)
+    scratch = _ModuleWeights()
+    train(_cfg(**ppo, run_name="ppo-scratch", seed=1), callbacks=[scratch])
+    assert any(not np.array_equal(scratch.weights[k], v) for k, v in trained.items())
 
 
 def test_cli_rejects_an_unknown_field(capsys):
