@@ -78,7 +78,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train", action="store_true",
                     help=f"train a short router policy ({DEMO_TRAIN_EPISODES} episodes) instead of the shipped one")
     ap.add_argument("--port", type=int, default=8000, help="HTTP port on 127.0.0.1 (default 8000)")
+    ap.add_argument("--requests", type=int, default=LOAD_REQUESTS,
+                    help=f"requests of the load test (default {LOAD_REQUESTS})")
     args = ap.parse_args(argv)
+    from pydantic import ValidationError
+
+    from serving.app.loadtest import LoadtestConfig
+    try:                      # before the deploy: the load test's own schema says what is allowed
+        LoadtestConfig(requests=args.requests)
+    except ValidationError as e:
+        ap.error(f"--requests: {e.errors()[0]['msg']}")
     from cluster.connect import connect
     from policies.tracking import home, tracking_uri
 
@@ -94,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         images = home() / "demo" / "one-per-class.png"
         print(format_rows(one_per_class(url, images)))
         print(f"images: {images}")
-        say("3/4", f"open-loop load test, {LOAD_REQUESTS} requests at 0.5 of the topology's capacity")
-        summary = short_loadtest(url)
+        say("3/4", f"open-loop load test, {args.requests} requests at 0.5 of the topology's capacity")
+        summary = short_loadtest(url, args.requests)
         print(f"load test: mean {summary['mean_latency_ms']:.0f} ms, p99 {summary['p99_latency_ms']:.0f} ms, "
               f"SLO misses {summary['slo_miss_rate']:.1%}, {summary['completed']}/{summary['requests']} completed")
         print(f"\nendpoint  {url}/v1/generate  (POST {{\"class_name\": \"sneaker\", \"format\": \"json\"}})")
@@ -131,12 +140,12 @@ def serve_endpoint(policy: str, port: int) -> str:
     return deploy(cfg, log=lambda m: say("1/4", m))
 
 
-def short_loadtest(url: str) -> dict:
+def short_loadtest(url: str, requests: int) -> dict:
     import tempfile
 
     from serving.app.loadtest import LoadtestConfig, log_to_mlflow, run_loadtest
 
-    cfg = LoadtestConfig(url=url, load=0.5, requests=LOAD_REQUESTS, max_duration_s=120.0)
+    cfg = LoadtestConfig(url=url, load=0.5, requests=requests, max_duration_s=120.0)
     result = run_loadtest(cfg, log=lambda m: say("3/4", m))
     summary = result.summary()
     with tempfile.TemporaryDirectory() as tmp:
