@@ -1,6 +1,6 @@
 """Routers compared in one run on the default heterogeneous topology: the figures of docs/serving.md.
 
-    nice -n 10 .venv/bin/python benchmarks/serving/compare_routers.py [--requests 150] [--seeds 0 1 2] [--load 0.7]
+    .venv/bin/python benchmarks/serving/compare_routers.py [--requests 150] [--seeds 0 1 2] [--load 0.7]
 
 One embedded Ray + Serve deployment; for each seed, each router in turn (hot-swapped through the
 config-file path, no restart), an open-loop Poisson load test at `load` x the topology's nominal
@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -60,15 +62,18 @@ def main() -> None:
     cfg = ServeAppConfig(port=free_port(), routing=RouterSettings(router="learned", policy=DEFAULT_POLICY))
     url = deploy(cfg, log=print)
     rows, results = [], []
-    for seed in args.seeds:
-        for router in ROUTERS:
+    for k, seed in enumerate(args.seeds):
+        # each seed starts with another router: a slow spell of a shared machine (or the first run
+        # after the deploy) does not always fall on the same router
+        for router in ROUTERS[k % len(ROUTERS):] + ROUTERS[:k % len(ROUTERS)]:
             settings = RouterSettings(router=router, policy=DEFAULT_POLICY if router == "learned" else None, seed=seed)
             cfg = swap_policy(cfg, settings)
             time.sleep(3.0)                   # the previous router's requests drain
+            started = time.strftime("%H:%M:%S", time.gmtime())
             res = run_loadtest(LoadtestConfig(url=url, load=args.load, requests=args.requests, seed=seed),
                                router=router, log=print)
             s = res.summary()
-            s["seed"] = seed
+            s["seed"], s["started_utc"], s["load_average_1m"] = seed, started, os.getloadavg()[0]
             rows.append(s)
             results.append(res)
             print(json.dumps({k: s[k] for k in ("router", "seed", "mean_latency_ms", "p99_latency_ms",
@@ -100,8 +105,9 @@ def main() -> None:
                                                           "targets": targets}, indent=2, default=str))
     lines = [f"# Routers compared: default topology, load {args.load} of nominal capacity, "
              f"{args.requests} requests x seeds {args.seeds}", "",
-             "Command: `nice -n 10 .venv/bin/python benchmarks/serving/compare_routers.py "
-             f"--requests {args.requests} --seeds {' '.join(map(str, args.seeds))} --load {args.load}`", "",
+             "Command: `.venv/bin/python benchmarks/serving/compare_routers.py "
+             f"--requests {args.requests} --seeds {' '.join(map(str, args.seeds))} --load {args.load}` "
+             "(routers in turn, each seed starting with the next one)", "",
              "| router | mean ms | p50 ms | p95 ms | p99 ms | SLO miss | quality | throughput/s | errors | retried |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for router, v in table.items():
@@ -111,15 +117,16 @@ def main() -> None:
     lines += ["", "Per seed (mean ms / p99 ms / SLO miss):", ""]
     for r in rows:
         lines.append(f"- seed {r['seed']} {r['router']}: {r['mean_latency_ms']:.0f} / {r['p99_latency_ms']:.0f} / "
-                     f"{r['slo_miss_rate']:.3f}")
+                     f"{r['slo_miss_rate']:.3f} (started {r['started_utc']} UTC, 1-min load average after {r['load_average_1m']:.1f})")
     lines += ["", f"Zero-wait bound (each request's fastest node and plan, no queueing): {bound * 1000:.0f} ms mean.",
               "", "Targets: " + json.dumps(targets, default=str)]
     (OUT / "compare_routers.md").write_text("\n".join(lines) + "\n")
     from serving.app.loadtest import latency_cdf_plot
     latency_cdf_plot([r for r in results if r.outcomes and rows[results.index(r)]["seed"] == args.seeds[0]],
                      OUT / "compare_routers_cdf.png", f"latency CDF, seed {args.seeds[0]}, load {args.load}")
-    log_to_mlflow([r for r in results if rows[results.index(r)]["seed"] == args.seeds[0]], vars(args),
-                  "compare-routers", OUT, seed=args.seeds[0])
+    with tempfile.TemporaryDirectory() as tmp:      # the run's own copy of the plot, not a second file here
+        log_to_mlflow([r for r in results if rows[results.index(r)]["seed"] == args.seeds[0]], vars(args),
+                      "compare-routers", tmp, seed=args.seeds[0])
     print("\n".join(lines))
 
 
