@@ -10,7 +10,7 @@ export RAY_USAGE_STATS_ENABLED := 0
 # Ray 2.60 turns token auth on for new local clusters; say so, so CLI clients (job submit) use it too.
 export RAY_AUTH_MODE ?= token
 
-.PHONY: setup demo test test-fast bench ui clean
+.PHONY: setup demo test test-fast ui clean
 
 setup: $(STAMP) $(FASHION_MNIST) $(CHROMIUM)
 

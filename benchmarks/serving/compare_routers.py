@@ -5,7 +5,8 @@
 One embedded Ray + Serve deployment; for each seed, each router in turn (hot-swapped through the
 config-file path, no restart), an open-loop Poisson load test at `load` x the topology's nominal
 capacity (the sum of node capacities, plan full). Also the zero-wait bound: the mean latency a
-policy could reach if no request ever queued (each request's fastest node and plan). Writes
+policy could reach if no request ever queued (each request's fastest node and plan); the tighter
+capacity bound is benchmarks/serving/router_bound.py's, which reads this script's results. Writes
 benchmarks/results/serving/compare_routers.{json,md,png} and one MLflow run (aigc-edge/serving).
 """
 from __future__ import annotations
@@ -33,16 +34,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def zero_wait_bound_s(bodies: list[dict]) -> float:
-    from envs.serve_sim import RoutingTables
-    from envs.topology import load_topology
-
-    t = RoutingTables(load_topology())
-    steps = np.array([b["steps"] for b in bodies])
-    best = (t.service_s(steps) + t.link_s[None, :, None]).reshape(len(steps), -1).min(1)
-    return float(best.mean())
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=150)
@@ -53,6 +44,9 @@ def main() -> None:
     import ray
     from ray import serve
 
+    from envs.serve_bounds import zero_wait_s
+    from envs.serve_sim import RoutingTables
+    from envs.topology import load_topology
     from serving.app.config import RouterSettings, ServeAppConfig
     from serving.app.deploy import deploy, swap_policy
     from serving.app.loadtest import LoadtestConfig, log_to_mlflow, request_bodies, run_loadtest
@@ -82,7 +76,7 @@ def main() -> None:
     ray.shutdown()
 
     bodies = [b for seed in args.seeds for b in request_bodies(args.requests, [5, 10, 20], seed, None)]
-    bound = zero_wait_bound_s(bodies)
+    bound = zero_wait_s(RoutingTables(load_topology()), [b["steps"] for b in bodies])
     table = {}
     for router in ROUTERS:
         mine = [r for r in rows if r["router"] == router]
