@@ -20,10 +20,33 @@ def connect(num_cpus: int | None = None):
     if ray.is_initialized():
         return ray
     if os.environ.get("RAY_ADDRESS"):
+        check_reachable(os.environ["RAY_ADDRESS"])
         ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
     else:
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
     return ray
+
+
+def check_reachable(address: str, timeout_s: float = 3.0) -> None:
+    """A clear error for an address nothing answers at: `ray.init` itself retries a dead GCS for minutes."""
+    import socket
+
+    from envs.config import ConfigError
+
+    if address == "auto":
+        return
+    target = address.removeprefix("ray://")
+    if "://" in target:
+        raise ConfigError(f"address: {address!r} is a URL (a job server's?); joining a cluster takes HEAD:6379 "
+                          "(or ray://HEAD:10001), and `aigc-edge submit` takes http://HEAD:8265")
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"address: {address!r} is not HOST:PORT (e.g. HEAD:6379)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ConfigError(f"address: nothing answers at {address} ({exc.strerror or exc}); is the head started "
+                          "(`ray start --head`) and the port right?") from None
 
 
 def run_tune_experiment(exp, **options) -> dict | None:

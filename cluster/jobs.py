@@ -70,13 +70,21 @@ def submit(command: list[str], address: str | None = None, *, home: str | None =
            tracking_uri: str | None = None, retries: int = 0, entrypoint_num_cpus: float = 0,
            log=print) -> JobOutcome:
     """Submit `command` (an `aigc-edge` subcommand and its arguments) and follow it to its end."""
+    if not command:
+        raise ConfigError("command: give the aigc-edge subcommand to run after --, "
+                          "e.g. submit -- train --scenario dedgeai --episodes 10")
     if retries < 0:
         raise ConfigError(f"retries: must be >= 0, got {retries}")
     if retries and command[:1] and command[0] not in RESUMABLE:
         raise ConfigError(f"retries: only {', '.join(RESUMABLE)} can resume, not {command[0]!r}")
     from ray.job_submission import JobSubmissionClient
 
-    client = JobSubmissionClient(job_address(address))
+    address = job_address(address)
+    try:
+        client = JobSubmissionClient(address)
+    except ConnectionError as exc:
+        raise ConfigError(f"address: no Ray job server answers at {address} ({exc}); give the head's "
+                          "dashboard address (http://HEAD:8265) with --address or RAY_ADDRESS") from None
     runtime_env = {"working_dir": str(PROJECT_ROOT), "excludes": EXCLUDES,
                    "env_vars": job_environment(home, tracking_uri)}
     started, attempts, status, job_id = time.monotonic(), 0, "FAILED", ""

@@ -26,14 +26,16 @@ def register(subparsers, parents) -> None:
     p.add_argument("--retries", type=int, default=0, help="resubmit a FAILED train/tune job with --resume (default 0)")
     p.add_argument("--entrypoint-cpus", type=float, default=0.0,
                    help="CPUs reserved for the job's driver (default 0: it runs beside its tasks)")
-    p.add_argument("command", nargs=argparse.REMAINDER, help="-- then the aigc-edge subcommand and its arguments")
+    # not dest "command": that one names the subcommand (submit) in the CLI's error lines
+    p.add_argument("job_command", metavar="command", nargs=argparse.REMAINDER,
+                   help="-- then the aigc-edge subcommand and its arguments")
     p.set_defaults(handler=run)
 
 
 def run(args) -> int:
     from cluster.jobs import stderr, submit
 
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    command = args.job_command[1:] if args.job_command[:1] == ["--"] else args.job_command
     outcome = submit(command, args.address, home=args.home, tracking_uri=args.tracking_uri,
                      retries=args.retries, entrypoint_num_cpus=args.entrypoint_cpus, log=stderr)
     emit({"job_id": outcome.job_id, "status": outcome.status, "attempts": outcome.attempts,

@@ -75,4 +75,10 @@ class ServeAppConfig(StrictModel):
 
 
 def load_app_config(path: str | Path | None = None, overrides: Iterable[str] = (), base: dict | None = None) -> ServeAppConfig:
-    return load_config(ServeAppConfig, path, overrides, base=base)
+    """The app config, its topology loaded once here: a bad topology fails in the caller, before Ray
+    starts, not in Serve's remote build task (which retries it, then reports DEPLOY_FAILED)."""
+    from envs.topology import load_topology
+
+    cfg = load_config(ServeAppConfig, path, overrides, base=base)
+    load_topology(cfg.topology, cfg.topology_overrides)
+    return cfg

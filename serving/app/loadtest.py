@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from pydantic import Field, model_validator
 
-from envs.config import FloatRange, StrictModel
+from envs.config import ConfigError, FloatRange, StrictModel
 from serving.app.api import CLASS_NAMES
 
 
@@ -167,8 +167,13 @@ async def run_loadtest_async(cfg: LoadtestConfig, router: str | None = None, log
     bodies = request_bodies(len(arrivals), cfg.steps or topology.workload.steps, cfg.seed, cfg.deadline_s)
     limits = httpx.Limits(max_connections=cfg.max_concurrency, max_keepalive_connections=cfg.max_concurrency)
     async with httpx.AsyncClient(base_url=cfg.url, limits=limits, timeout=cfg.client_timeout_s) as client:
+        try:
+            health = await client.get("/healthz")
+        except httpx.TransportError as exc:
+            raise ConfigError(f"url: no endpoint answers at {cfg.url} ({type(exc).__name__}); start one with "
+                              "`aigc-edge serve` or give its base URL with --url") from None
         if router is None:
-            router = (await client.get("/healthz")).json().get("router", "unknown")
+            router = health.json().get("router", "unknown")
         offered = len(arrivals) / arrivals[-1] if len(arrivals) > 1 else rate
         if log:
             log(f"loadtest {router}: {len(arrivals)} requests at {offered:.2f}/s "
