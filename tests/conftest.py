@@ -20,8 +20,17 @@ def isolated_home(tmp_path_factory, monkeypatch):
     """Every test writes run state (MLflow store, checkpoints) under its own temporary folder."""
     home = tmp_path_factory.mktemp("aigc-edge-home")
     monkeypatch.setenv("AIGC_EDGE_HOME", str(home))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    for name in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS"):
+        unset_for_this_test(monkeypatch, name)
     return home
+
+
+def unset_for_this_test(monkeypatch, name: str) -> None:
+    """Unset now and put back after the test, even when the code under test sets it (`cli.main`
+    writes --address and --tracking-uri into os.environ): `delenv` of an absent variable records
+    nothing to undo, so a value set later would leak into every following test's Ray and MLflow."""
+    monkeypatch.setenv(name, "")
+    monkeypatch.delenv(name)
 
 
 @pytest.fixture

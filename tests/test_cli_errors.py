@@ -15,13 +15,6 @@ def unused_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(autouse=True)
-def restored_environment(monkeypatch):
-    """main() writes --address and --tracking-uri into os.environ: undone after each test."""
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-
-
 @pytest.fixture
 def empty_topology(tmp_path):
     path = tmp_path / "topology.yaml"
@@ -30,6 +23,7 @@ def empty_topology(tmp_path):
 
 
 def run_cli(capsys, *argv) -> str:
+    """main() writes --address into os.environ; conftest's isolated_home puts it back after the test."""
     assert main(list(argv)) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
